@@ -1,0 +1,124 @@
+/**
+ * The command line, on the same services as the app:
+ *   npm run generate -- --prompt "…" [--negative …] [--model PATH] [--seed N] [--steps N]
+ *        [--cfg X] [--sampler NAME] [--width W --height H] [--batch N] [--out DIR]
+ * Prints one JSON line per image: {"generationId", "imageId", "seed", "path"}.
+ */
+import Conf from 'conf';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { GenerateParams, MAX_SEED } from '../shared/contract';
+import { AtelierError } from '../shared/errors';
+import { describeZodError } from './host/dispatcher';
+import { defaultDataDir, SETTINGS_NAME } from './lib/paths';
+import { createServices } from './services';
+import { storeBackend } from './services/settings/settings';
+
+declare const __APP_VERSION__: string;
+
+const USAGE = `usage: atelier generate --prompt TEXT [--negative TEXT] [--model PATH] [--seed N] [--steps N] [--cfg X]
+                        [--sampler NAME] [--width W] [--height H] [--batch N] [--out DIR] [--quiet]`;
+
+async function generate(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      prompt: { type: 'string' },
+      negative: { type: 'string', default: '' },
+      model: { type: 'string' },
+      seed: { type: 'string' },
+      steps: { type: 'string' },
+      cfg: { type: 'string' },
+      sampler: { type: 'string' },
+      width: { type: 'string' },
+      height: { type: 'string' },
+      batch: { type: 'string' },
+      out: { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const log = values.quiet ? () => {} : (line: string) => console.error(line);
+  const dataDir = defaultDataDir();
+  const conf = new Conf({ projectName: 'atelier', cwd: dataDir, configName: SETTINGS_NAME });
+  const services = createServices({
+    dataDir,
+    appRoot: path.resolve(__dirname, '..', '..'),
+    settingsBackend: storeBackend(conf as unknown as { store: Record<string, unknown> }),
+    shell: 'web',
+    version: __APP_VERSION__,
+    pythonOverride: process.env.ATELIER_PYTHON,
+    log: values.quiet ? () => {} : (l) => console.error(l),
+  });
+  try {
+    const settings = services.settings.get();
+    const model = values.model
+      ? services.models.register(values.model, 'cli')
+      : services.models.list().find((m) => m.id === settings.lastModelId && m.kind === 'checkpoint') ?? services.models.list().find((m) => m.kind === 'checkpoint');
+    if (!model) throw new AtelierError('MODEL_NOT_FOUND', 'No model given and none in the library: pass --model PATH.');
+    const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+    const parsed = GenerateParams.safeParse({
+      prompt: values.prompt ?? '',
+      negativePrompt: values.negative,
+      modelId: model.id,
+      sampler: values.sampler ?? settings.defaults.sampler,
+      steps: num(values.steps) ?? settings.defaults.steps,
+      cfg: num(values.cfg) ?? settings.defaults.cfg,
+      seed: num(values.seed) ?? Math.floor(Math.random() * MAX_SEED),
+      width: num(values.width) ?? settings.defaults.width,
+      height: num(values.height) ?? settings.defaults.height,
+      batch: num(values.batch) ?? 1,
+    });
+    if (!parsed.success) throw new AtelierError('BAD_REQUEST', `${describeZodError(parsed.error)}\n${USAGE}`);
+    log(`atelier: generating with ${model.name} (${model.family})…`);
+    let lastStep = -1;
+    services.hub.subscribe((name, payload) => {
+      if (name === 'jobs.progress' && !values.quiet) {
+        const p = payload as { step: number; total: number; image: number };
+        if (p.step !== lastStep) process.stderr.write(`\r  image ${p.image + 1} step ${p.step}/${p.total}   `);
+        lastStep = p.step;
+      }
+    });
+    const job = services.jobs.submit(parsed.data);
+    await services.jobs.whenIdle();
+    if (!values.quiet) process.stderr.write('\n');
+    const done = services.jobs.list().find((j) => j.id === job.id)!;
+    if (done.state !== 'done') throw new AtelierError((done.error?.code as never) ?? 'INTERNAL', done.error?.message ?? `job ${done.state}`);
+    const gen = services.history.get(done.generationId!);
+    for (const img of gen.images) {
+      let file = path.join(services.history.dir, ...img.path.split('/'));
+      if (values.out) {
+        fs.mkdirSync(values.out, { recursive: true });
+        const dest = path.join(path.resolve(values.out), `${gen.id}-${img.index}.png`);
+        fs.copyFileSync(file, dest);
+        file = dest;
+      }
+      console.log(JSON.stringify({ generationId: gen.id, imageId: img.id, seed: img.seed, path: file }));
+    }
+    return 0;
+  } finally {
+    await services.dispose();
+  }
+}
+
+async function main(): Promise<number> {
+  const [command, ...rest] = process.argv.slice(2);
+  if (command === 'generate') return generate(rest);
+  console.error(USAGE);
+  return 2;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    const e = err as AtelierError;
+    console.error(`atelier: ${e.code ? `${e.code}: ` : ''}${e.message}`);
+    process.exit(1);
+  },
+);

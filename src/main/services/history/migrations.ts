@@ -1,0 +1,63 @@
+/**
+ * Versioned schema migrations, applied in order at start. `PRAGMA user_version`
+ * holds the number of migrations applied. Never edit a shipped migration: add one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: models, generations, images
+  `
+  CREATE TABLE models (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    path        TEXT NOT NULL UNIQUE,
+    kind        TEXT NOT NULL CHECK (kind IN ('checkpoint','lora','controlnet','vae')),
+    format      TEXT NOT NULL CHECK (format IN ('diffusers','single_file')),
+    family      TEXT NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    hash        TEXT,
+    added_at    TEXT NOT NULL
+  );
+
+  CREATE TABLE generations (
+    id               TEXT PRIMARY KEY,
+    created_at       TEXT NOT NULL,
+    backend          TEXT NOT NULL CHECK (backend IN ('local','cloud')),
+    mode             TEXT NOT NULL,
+    prompt           TEXT NOT NULL,
+    negative_prompt  TEXT NOT NULL DEFAULT '',
+    model_id         TEXT REFERENCES models(id) ON DELETE SET NULL,
+    model_name       TEXT NOT NULL,
+    model_hash       TEXT,
+    sampler          TEXT NOT NULL,
+    steps            INTEGER NOT NULL,
+    cfg              REAL NOT NULL,
+    seed             INTEGER NOT NULL,
+    width            INTEGER NOT NULL,
+    height           INTEGER NOT NULL,
+    batch            INTEGER NOT NULL,
+    strength         REAL,
+    control_json     TEXT,
+    loras_json       TEXT NOT NULL DEFAULT '[]',
+    device           TEXT,
+    timings_json     TEXT NOT NULL DEFAULT '{}',
+    cost_usd         REAL,
+    params_json      TEXT NOT NULL
+  );
+  CREATE INDEX generations_created ON generations(created_at DESC);
+
+  CREATE TABLE images (
+    id               TEXT PRIMARY KEY,
+    generation_id    TEXT NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+    idx              INTEGER NOT NULL,
+    path             TEXT NOT NULL UNIQUE,
+    sha256           TEXT NOT NULL,
+    width            INTEGER NOT NULL,
+    height           INTEGER NOT NULL,
+    seed             INTEGER NOT NULL,
+    parent_image_id  TEXT REFERENCES images(id) ON DELETE SET NULL,
+    created_at       TEXT NOT NULL,
+    UNIQUE (generation_id, idx)
+  );
+  CREATE INDEX images_generation ON images(generation_id);
+  `,
+];

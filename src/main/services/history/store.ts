@@ -1,0 +1,395 @@
+/**
+ * The history store: one SQLite file (WAL, foreign keys, one writer) and the
+ * image files beside it. Plain Node: tests build it on a temp dir.
+ *
+ * Crash safety: image files are written (temp name, fsync, rename) before the
+ * rows that point at them are committed, so a crash can leave an orphan file
+ * (swept at the next start) but never a row without its file.
+ */
+import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Generation, HistoryPage, ImageRecord, ModelRecord } from '../../../shared/contract';
+import { AtelierError } from '../../../shared/errors';
+import { pngSize, resolveInside, sha256, TEMP_MARK, writeFileAtomic } from '../../lib/fsx';
+import { MIGRATIONS } from './migrations';
+
+export interface NewImage {
+  /** PNG bytes, or a path to read them from (e.g. the worker's job folder). */
+  data?: Uint8Array;
+  sourcePath?: string;
+  seed: number;
+  parentImageId?: string | null;
+}
+
+export type NewGeneration = Omit<Generation, 'id' | 'createdAt' | 'images'> & {
+  params: unknown;
+  images: NewImage[];
+};
+
+export interface HistoryStoreOptions {
+  /** Folder that holds `atelier.db` and `images/`. */
+  dir: string;
+  now?: () => Date;
+}
+
+interface GenerationRow {
+  id: string;
+  created_at: string;
+  backend: 'local' | 'cloud';
+  mode: string;
+  prompt: string;
+  negative_prompt: string;
+  model_id: string | null;
+  model_name: string;
+  model_hash: string | null;
+  sampler: string;
+  steps: number;
+  cfg: number;
+  seed: number;
+  width: number;
+  height: number;
+  batch: number;
+  strength: number | null;
+  control_json: string | null;
+  loras_json: string;
+  device: string | null;
+  timings_json: string;
+  cost_usd: number | null;
+}
+
+interface ImageRow {
+  id: string;
+  generation_id: string;
+  idx: number;
+  path: string;
+  sha256: string;
+  width: number;
+  height: number;
+  seed: number;
+  parent_image_id: string | null;
+  created_at: string;
+}
+
+interface ModelRow {
+  id: string;
+  name: string;
+  path: string;
+  kind: ModelRecord['kind'];
+  format: ModelRecord['format'];
+  family: ModelRecord['family'];
+  size_bytes: number;
+  source: string;
+  hash: string | null;
+  added_at: string;
+}
+
+const toImage = (r: ImageRow): ImageRecord => ({
+  id: r.id,
+  generationId: r.generation_id,
+  index: r.idx,
+  path: r.path,
+  sha256: r.sha256,
+  width: r.width,
+  height: r.height,
+  seed: r.seed,
+  parentImageId: r.parent_image_id,
+  createdAt: r.created_at,
+});
+
+const toModel = (r: ModelRow): ModelRecord => ({
+  id: r.id,
+  name: r.name,
+  path: r.path,
+  kind: r.kind,
+  format: r.format,
+  family: r.family,
+  sizeBytes: r.size_bytes,
+  source: r.source,
+  hash: r.hash,
+  addedAt: r.added_at,
+});
+
+/** Escape LIKE wildcards so a search for "50%" means the text "50%". */
+const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+export class HistoryStore {
+  readonly dir: string;
+  readonly imagesDir: string;
+  readonly dbPath: string;
+  private db: Database.Database;
+  private now: () => Date;
+
+  constructor(opts: HistoryStoreOptions) {
+    this.dir = opts.dir;
+    this.imagesDir = path.join(opts.dir, 'images');
+    this.dbPath = path.join(opts.dir, 'atelier.db');
+    this.now = opts.now ?? (() => new Date());
+    fs.mkdirSync(this.imagesDir, { recursive: true });
+    this.db = new Database(this.dbPath);
+    this.db.pragma('journal_mode = WAL');
+    // FULL: a committed generation survives a power cut too, not only a crash; writes are rare and small.
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+  }
+
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  private migrate(): void {
+    const current = this.schemaVersion;
+    if (current > MIGRATIONS.length) {
+      throw new AtelierError(
+        'INTERNAL',
+        `The history database was written by a newer Atelier (schema ${current}, this one knows ${MIGRATIONS.length}). Update Atelier; your history is untouched.`,
+      );
+    }
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  close(): void {
+    if (this.db.open) {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.db.close();
+    }
+  }
+
+  // ------------------------------------------------------------- generations
+
+  addGeneration(input: NewGeneration): Generation {
+    if (input.images.length === 0) throw new AtelierError('BAD_REQUEST', 'A generation needs at least one image.');
+    const id = randomUUID();
+    const createdAt = this.now().toISOString();
+    const month = createdAt.slice(0, 7);
+    const written: string[] = [];
+    const images: ImageRow[] = [];
+    try {
+      input.images.forEach((img, idx) => {
+        const data = img.data ?? (img.sourcePath ? fs.readFileSync(img.sourcePath) : undefined);
+        if (!data) throw new AtelierError('BAD_REQUEST', `Image ${idx} has neither data nor a source path.`);
+        let size: { width: number; height: number };
+        try {
+          size = pngSize(data);
+        } catch (err) {
+          throw new AtelierError('BAD_REQUEST', `Image ${idx} is not a valid PNG (${(err as Error).message}); nothing was saved.`);
+        }
+        const rel = `images/${month}/${id}-${idx}.png`;
+        const abs = path.join(this.dir, ...rel.split('/'));
+        writeFileAtomic(abs, data);
+        written.push(abs);
+        images.push({
+          id: randomUUID(),
+          generation_id: id,
+          idx,
+          path: rel,
+          sha256: sha256(data),
+          width: size.width,
+          height: size.height,
+          seed: img.seed,
+          parent_image_id: img.parentImageId ?? null,
+          created_at: createdAt,
+        });
+      });
+      this.db.transaction(() => {
+        this.db
+          .prepare(
+            `INSERT INTO generations (id, created_at, backend, mode, prompt, negative_prompt, model_id, model_name, model_hash,
+               sampler, steps, cfg, seed, width, height, batch, strength, control_json, loras_json, device, timings_json, cost_usd, params_json)
+             VALUES (@id, @created_at, @backend, @mode, @prompt, @negative_prompt, @model_id, @model_name, @model_hash,
+               @sampler, @steps, @cfg, @seed, @width, @height, @batch, @strength, @control_json, @loras_json, @device, @timings_json, @cost_usd, @params_json)`,
+          )
+          .run({
+            id,
+            created_at: createdAt,
+            backend: input.backend,
+            mode: input.mode,
+            prompt: input.prompt,
+            negative_prompt: input.negativePrompt,
+            model_id: input.modelId,
+            model_name: input.modelName,
+            model_hash: input.modelHash,
+            sampler: input.sampler,
+            steps: input.steps,
+            cfg: input.cfg,
+            seed: input.seed,
+            width: input.width,
+            height: input.height,
+            batch: input.batch,
+            strength: input.strength,
+            control_json: input.control == null ? null : JSON.stringify(input.control),
+            loras_json: JSON.stringify(input.loras),
+            device: input.device,
+            timings_json: JSON.stringify(input.timings),
+            cost_usd: input.costUsd,
+            params_json: JSON.stringify(input.params ?? {}),
+          });
+        const insert = this.db.prepare(
+          `INSERT INTO images (id, generation_id, idx, path, sha256, width, height, seed, parent_image_id, created_at)
+           VALUES (@id, @generation_id, @idx, @path, @sha256, @width, @height, @seed, @parent_image_id, @created_at)`,
+        );
+        for (const row of images) insert.run(row);
+      })();
+    } catch (err) {
+      for (const f of written) fs.rmSync(f, { force: true });
+      throw err;
+    }
+    return this.get(id);
+  }
+
+  get(id: string): Generation {
+    const row = this.db.prepare('SELECT * FROM generations WHERE id = ?').get(id) as GenerationRow | undefined;
+    if (!row) throw new AtelierError('NOT_FOUND', `No history entry ${id}: it may have been deleted.`);
+    return this.hydrate([row])[0];
+  }
+
+  list(opts: { query?: string; limit?: number; offset?: number } = {}): HistoryPage {
+    const limit = opts.limit ?? 60;
+    const offset = opts.offset ?? 0;
+    const q = (opts.query ?? '').trim();
+    const where = q ? `WHERE prompt LIKE @q ESCAPE '\\' OR negative_prompt LIKE @q ESCAPE '\\'` : '';
+    const args = { q: likePattern(q), limit, offset };
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM generations ${where}`).get(args) as { n: number }).n;
+    const rows = this.db
+      .prepare(`SELECT * FROM generations ${where} ORDER BY created_at DESC, rowid DESC LIMIT @limit OFFSET @offset`)
+      .all(args) as GenerationRow[];
+    const next = offset + rows.length;
+    return { items: this.hydrate(rows), total, nextOffset: next < total ? next : null };
+  }
+
+  private hydrate(rows: GenerationRow[]): Generation[] {
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => r.id);
+    const imageRows = this.db
+      .prepare(`SELECT * FROM images WHERE generation_id IN (SELECT value FROM json_each(?)) ORDER BY idx`)
+      .all(JSON.stringify(ids)) as ImageRow[];
+    const byGen = new Map<string, ImageRecord[]>();
+    for (const r of imageRows) {
+      const list = byGen.get(r.generation_id) ?? [];
+      list.push(toImage(r));
+      byGen.set(r.generation_id, list);
+    }
+    return rows.map((r) => ({
+      id: r.id,
+      createdAt: r.created_at,
+      backend: r.backend,
+      mode: r.mode,
+      prompt: r.prompt,
+      negativePrompt: r.negative_prompt,
+      modelId: r.model_id,
+      modelName: r.model_name,
+      modelHash: r.model_hash,
+      sampler: r.sampler,
+      steps: r.steps,
+      cfg: r.cfg,
+      seed: r.seed,
+      width: r.width,
+      height: r.height,
+      batch: r.batch,
+      strength: r.strength,
+      control: r.control_json == null ? null : JSON.parse(r.control_json),
+      loras: JSON.parse(r.loras_json),
+      device: r.device,
+      timings: JSON.parse(r.timings_json),
+      costUsd: r.cost_usd,
+      images: byGen.get(r.id) ?? [],
+    }));
+  }
+
+  getImage(id: string): ImageRecord & { absPath: string } {
+    const row = this.db.prepare('SELECT * FROM images WHERE id = ?').get(id) as ImageRow | undefined;
+    if (!row) throw new AtelierError('NOT_FOUND', `No image ${id} in the history: it may have been deleted.`);
+    return { ...toImage(row), absPath: path.join(this.dir, ...row.path.split('/')) };
+  }
+
+  /** Delete generations with their image rows and files. Returns how many generations went. */
+  delete(ids: string[]): number {
+    const select = this.db.prepare('SELECT path FROM images WHERE generation_id = ?');
+    const del = this.db.prepare('DELETE FROM generations WHERE id = ?');
+    const files: string[] = [];
+    let deleted = 0;
+    this.db.transaction(() => {
+      for (const id of ids) {
+        for (const r of select.all(id) as { path: string }[]) files.push(r.path);
+        deleted += del.run(id).changes; // images go by ON DELETE CASCADE
+      }
+    })();
+    // Rows first, then files: a crash in between leaves orphan files that the next start sweeps, never a dangling row.
+    for (const rel of files) fs.rmSync(path.join(this.dir, ...rel.split('/')), { force: true });
+    return deleted;
+  }
+
+  /** Absolute path of a library file, or null for anything outside the library or missing. */
+  resolveFile(rel: string): string | null {
+    return resolveInside(this.dir, rel);
+  }
+
+  /**
+   * Remove what a crash can leave behind: temp files of interrupted writes and
+   * image files no row points at. Returns the number of files removed.
+   */
+  sweepOrphans(): number {
+    const known = new Set((this.db.prepare('SELECT path FROM images').all() as { path: string }[]).map((r) => r.path));
+    let removed = 0;
+    const walk = (absDir: string, relDir: string) => {
+      for (const entry of fs.readdirSync(absDir, { withFileTypes: true })) {
+        const rel = `${relDir}/${entry.name}`;
+        const abs = path.join(absDir, entry.name);
+        if (entry.isDirectory()) walk(abs, rel);
+        else if (entry.isFile() && (entry.name.includes(TEMP_MARK) || !known.has(rel))) {
+          fs.rmSync(abs, { force: true });
+          removed++;
+        }
+      }
+    };
+    walk(this.imagesDir, 'images');
+    return removed;
+  }
+
+  // ------------------------------------------------------------------ models
+
+  upsertModel(m: Omit<ModelRecord, 'id' | 'addedAt'>): ModelRecord {
+    const existing = this.db.prepare('SELECT * FROM models WHERE path = ?').get(m.path) as ModelRow | undefined;
+    if (existing) {
+      this.db
+        .prepare('UPDATE models SET name=@name, kind=@kind, format=@format, family=@family, size_bytes=@size_bytes, source=@source, hash=COALESCE(@hash, hash) WHERE id=@id')
+        .run({ id: existing.id, name: m.name, kind: m.kind, format: m.format, family: m.family, size_bytes: m.sizeBytes, source: m.source, hash: m.hash });
+      return this.getModel(existing.id);
+    }
+    const id = randomUUID();
+    this.db
+      .prepare(
+        'INSERT INTO models (id, name, path, kind, format, family, size_bytes, source, hash, added_at) VALUES (@id,@name,@path,@kind,@format,@family,@size_bytes,@source,@hash,@added_at)',
+      )
+      .run({ id, name: m.name, path: m.path, kind: m.kind, format: m.format, family: m.family, size_bytes: m.sizeBytes, source: m.source, hash: m.hash, added_at: this.now().toISOString() });
+    return this.getModel(id);
+  }
+
+  getModel(id: string): ModelRecord {
+    const row = this.db.prepare('SELECT * FROM models WHERE id = ?').get(id) as ModelRow | undefined;
+    if (!row) throw new AtelierError('MODEL_NOT_FOUND', `The model ${id} is not in the library any more: rescan or pick another.`);
+    return toModel(row);
+  }
+
+  listModels(): ModelRecord[] {
+    return (this.db.prepare('SELECT * FROM models ORDER BY kind, name COLLATE NOCASE').all() as ModelRow[]).map(toModel);
+  }
+
+  removeModelsNotIn(paths: Set<string>, source: string): void {
+    const rows = this.db.prepare('SELECT id, path FROM models WHERE source = ?').all(source) as { id: string; path: string }[];
+    const del = this.db.prepare('DELETE FROM models WHERE id = ?');
+    for (const r of rows) if (!paths.has(r.path)) del.run(r.id);
+  }
+
+  setModelHash(id: string, hash: string): void {
+    this.db.prepare('UPDATE models SET hash = ? WHERE id = ?').run(hash, id);
+  }
+}

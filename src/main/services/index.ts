@@ -1,0 +1,124 @@
+/**
+ * The composition root: builds every service from plain paths and hands back
+ * the contract's handler table and the event hub. Electron's shell, the web
+ * mode, the CLI and the tests all start Atelier through here.
+ */
+import path from 'node:path';
+import type { AppInfo } from '../../shared/contract';
+import { createDispatcher, EventHub, type Dispatch, type Handlers } from '../host/dispatcher';
+import { HistoryStore } from './history/store';
+import { JobsService } from './jobs/jobs';
+import { ModelsService } from './models/models';
+import { defaultCacheRoot } from './runtime/provision';
+import { RuntimeService } from './runtime/runtime';
+import { SettingsService, type SettingsBackend } from './settings/settings';
+
+export interface ServicesOptions {
+  /** User data: the history database, images, scratch. */
+  dataDir: string;
+  /** Where `python-runtime/` and `resources/` live (the repo, or the packaged app's resources). */
+  appRoot: string;
+  settingsBackend: SettingsBackend;
+  shell: AppInfo['shell'];
+  version: string;
+  cacheRoot?: string;
+  pythonOverride?: string;
+  autoProvision?: boolean;
+  log?: (line: string) => void;
+  runtime?: Partial<Pick<ConstructorParameters<typeof RuntimeService>[0], 'pingIntervalMs' | 'pingTimeoutMs' | 'helloTimeoutMs' | 'env'>>;
+}
+
+export interface Services {
+  hub: EventHub;
+  handlers: Handlers;
+  dispatch: Dispatch;
+  history: HistoryStore;
+  settings: SettingsService;
+  models: ModelsService;
+  runtime: RuntimeService;
+  jobs: JobsService;
+  dispose(): Promise<void>;
+}
+
+export function createServices(opts: ServicesOptions): Services {
+  const log = opts.log ?? ((line: string) => console.error(line));
+  const hub = new EventHub();
+  const history = new HistoryStore({ dir: opts.dataDir });
+  const swept = history.sweepOrphans();
+  if (swept) log(`history: removed ${swept} orphan file(s) left by an interrupted write`);
+  const settings = new SettingsService(opts.settingsBackend, (s) => hub.emit('settings.changed', s), log);
+  const models = new ModelsService(
+    history,
+    () => [
+      { dir: path.join(opts.appRoot, 'resources', 'models'), source: 'embedded' },
+      ...settings.get().modelDirs.map((dir) => ({ dir, source: `folder:${dir}` })),
+    ],
+    log,
+  );
+  models.rescan();
+  const runtime = new RuntimeService({
+    runtimeDir: path.join(opts.appRoot, 'python-runtime'),
+    cacheRoot: opts.cacheRoot ?? defaultCacheRoot(),
+    settings: () => settings.get(),
+    onStatus: (s) => hub.emit('runtime.changed', s),
+    log,
+    pythonOverride: opts.pythonOverride,
+    autoProvision: opts.autoProvision,
+    ...opts.runtime,
+  });
+  const jobs = new JobsService({
+    history,
+    models,
+    runtime,
+    settings,
+    jobsDir: path.join(opts.dataDir, 'jobs'),
+    onJob: (j) => hub.emit('jobs.changed', j),
+    onProgress: (p) => hub.emit('jobs.progress', p),
+    onAdded: (id) => hub.emit('history.added', { generationId: id }),
+    log,
+  });
+
+  const handlers: Handlers = {
+    'app.info': () => ({ version: opts.version, shell: opts.shell, platform: process.platform, dataDir: opts.dataDir }),
+    'settings.get': () => settings.get(),
+    'settings.update': (patch) => {
+      const before = settings.get().modelDirs.join('\n');
+      const next = settings.update(patch);
+      if (next.modelDirs.join('\n') !== before) models.rescan();
+      return next;
+    },
+    'history.list': (q) => history.list(q),
+    'history.get': ({ id }) => history.get(id),
+    'history.delete': ({ ids }) => {
+      const deleted = history.delete(ids);
+      hub.emit('history.deleted', { ids });
+      return { deleted };
+    },
+    'models.list': () => models.list(),
+    'models.rescan': () => models.rescan(),
+    'runtime.status': () => runtime.status(),
+    'runtime.provision': ({ repair }) => {
+      runtime.provision(repair).then(() => runtime.ensureStarted()).catch(() => {});
+      return runtime.status();
+    },
+    'runtime.restart': () => runtime.restart(),
+    'jobs.submit': (params) => jobs.submit(params),
+    'jobs.cancel': async ({ id }) => ({ cancelled: await jobs.cancel(id) }),
+    'jobs.list': () => jobs.list(),
+  };
+
+  return {
+    hub,
+    handlers,
+    dispatch: createDispatcher(handlers, log),
+    history,
+    settings,
+    models,
+    runtime,
+    jobs,
+    async dispose() {
+      await runtime.dispose();
+      history.close();
+    },
+  };
+}

@@ -1,0 +1,203 @@
+/**
+ * The generation queue: FIFO, one job at a time on one GPU, each cancellable
+ * while queued or running. A job resolves its model and inputs, runs in the
+ * worker, and lands in the history with every parameter that reproduces it.
+ * A worker crash fails the job in flight with a clear error; the queue goes on.
+ */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { GenerateParams, Job, JobProgress } from '../../../shared/contract';
+import { AtelierError, toErrorPayload } from '../../../shared/errors';
+import type { HistoryStore } from '../history/store';
+import type { ModelsService } from '../models/models';
+import type { RuntimeService } from '../runtime/runtime';
+import type { SettingsService } from '../settings/settings';
+
+export interface JobsOptions {
+  history: HistoryStore;
+  models: ModelsService;
+  runtime: RuntimeService;
+  settings: SettingsService;
+  /** Scratch folder for the worker's outputs; the library takes the files from there. */
+  jobsDir: string;
+  onJob?: (job: Job) => void;
+  onProgress?: (p: JobProgress) => void;
+  onAdded?: (generationId: string) => void;
+  log?: (line: string) => void;
+}
+
+/** Finished jobs kept in memory for the UI's list (the history is the durable record). */
+const KEEP_FINISHED = 50;
+
+export class JobsService {
+  private jobs: Job[] = [];
+  private running: Job | null = null;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private opts: JobsOptions) {
+    fs.mkdirSync(opts.jobsDir, { recursive: true });
+    // Outputs of jobs interrupted by a crash or a kill: never a library file, safe to drop.
+    for (const e of fs.readdirSync(opts.jobsDir)) fs.rmSync(path.join(opts.jobsDir, e), { recursive: true, force: true });
+  }
+
+  list(): Job[] {
+    return this.jobs.map((j) => ({ ...j }));
+  }
+
+  submit(params: GenerateParams): Job {
+    const model = this.opts.models.get(params.modelId); // MODEL_NOT_FOUND before anything is queued
+    if (model.kind !== 'checkpoint') throw new AtelierError('BAD_REQUEST', `${model.name} is a ${model.kind}, not a checkpoint: pick a checkpoint to generate with.`);
+    if (params.mode === 'img2img') this.opts.history.getImage(params.initImageId!); // NOT_FOUND early
+    const job: Job = {
+      id: randomUUID(),
+      state: 'queued',
+      params,
+      modelName: model.name,
+      createdAt: new Date().toISOString(),
+      startedAt: null,
+      finishedAt: null,
+      step: 0,
+      total: params.mode === 'img2img' ? Math.max(1, Math.floor(params.steps * params.strength)) : params.steps,
+      imageIndex: 0,
+      generationId: null,
+      error: null,
+    };
+    this.jobs.push(job);
+    this.changed(job);
+    queueMicrotask(() => this.pump());
+    return { ...job };
+  }
+
+  async cancel(id: string): Promise<boolean> {
+    const job = this.jobs.find((j) => j.id === id);
+    if (!job) return false;
+    if (job.state === 'queued') {
+      this.finish(job, 'cancelled', { code: 'CANCELLED', message: 'Cancelled before it started.' });
+      return true;
+    }
+    if (job.state === 'running') return this.opts.runtime.cancel(id);
+    return false;
+  }
+
+  /** Resolves when nothing is queued or running (tests, CLI, shutdown). */
+  whenIdle(): Promise<void> {
+    if (!this.running && !this.jobs.some((j) => j.state === 'queued')) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private changed(job: Job): void {
+    this.opts.onJob?.({ ...job });
+  }
+
+  private finish(job: Job, state: Job['state'], error: Job['error'] = null): void {
+    job.state = state;
+    job.error = error;
+    job.finishedAt = new Date().toISOString();
+    this.changed(job);
+    const finished = this.jobs.filter((j) => j.state !== 'queued' && j.state !== 'running');
+    if (finished.length > KEEP_FINISHED) {
+      const drop = new Set(finished.slice(0, finished.length - KEEP_FINISHED));
+      this.jobs = this.jobs.filter((j) => !drop.has(j));
+    }
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running) return;
+    const next = this.jobs.find((j) => j.state === 'queued');
+    if (!next) {
+      const waiters = this.idleWaiters.splice(0);
+      for (const w of waiters) w();
+      return;
+    }
+    this.running = next;
+    try {
+      await this.run(next);
+    } finally {
+      this.running = null;
+      queueMicrotask(() => this.pump());
+    }
+  }
+
+  private async run(job: Job): Promise<void> {
+    const p = job.params;
+    job.state = 'running';
+    job.startedAt = new Date().toISOString();
+    this.changed(job);
+    const outDir = path.join(this.opts.jobsDir, job.id);
+    try {
+      const model = this.opts.models.get(p.modelId);
+      const init = p.mode === 'img2img' ? this.opts.history.getImage(p.initImageId!) : null;
+      const settings = this.opts.settings.get();
+      fs.mkdirSync(outDir, { recursive: true });
+      const result = await this.opts.runtime.generate(
+        job.id,
+        {
+          model: model.path,
+          mode: p.mode,
+          prompt: p.prompt,
+          negative_prompt: p.negativePrompt,
+          sampler: p.sampler,
+          steps: p.steps,
+          cfg: p.cfg,
+          seed: p.seed,
+          width: p.width,
+          height: p.height,
+          batch: p.batch,
+          ...(init ? { strength: p.strength, init_image: init.absPath } : {}),
+          out_dir: outDir,
+          preview_every: settings.previewEvery,
+          preview_size: 128,
+          ...(settings.memoryMode !== 'auto' ? { memory_mode: settings.memoryMode } : {}),
+        },
+        (e) => {
+          if (e.type !== 'progress') return;
+          job.step = Number(e.step);
+          job.total = Number(e.total);
+          job.imageIndex = Number(e.image ?? 0);
+          this.opts.onProgress?.({
+            jobId: job.id,
+            image: job.imageIndex,
+            step: job.step,
+            total: job.total,
+            preview: typeof e.preview === 'string' && e.preview ? `data:image/jpeg;base64,${e.preview}` : null,
+          });
+        },
+      );
+      const gen = this.opts.history.addGeneration({
+        backend: 'local',
+        mode: p.mode,
+        prompt: p.prompt,
+        negativePrompt: p.negativePrompt,
+        modelId: model.id,
+        modelName: model.name,
+        modelHash: model.hash,
+        sampler: p.sampler,
+        steps: p.steps,
+        cfg: p.cfg,
+        seed: p.seed,
+        width: p.width,
+        height: p.height,
+        batch: p.batch,
+        strength: p.mode === 'img2img' ? p.strength : null,
+        control: null,
+        loras: [],
+        device: result.device ? `${result.device}/${result.dtype}` : null,
+        timings: result.timings,
+        costUsd: null,
+        params: { ...p, family: result.family, memoryMode: result.memory_mode },
+        images: result.images.map((img) => ({ sourcePath: img.path, seed: img.seed, parentImageId: init?.id ?? null })),
+      });
+      job.generationId = gen.id;
+      job.step = job.total;
+      this.finish(job, 'done');
+      this.opts.onAdded?.(gen.id);
+    } catch (err) {
+      const error = toErrorPayload(err);
+      if (error.code === 'INTERNAL') this.opts.log?.(`job ${job.id}: ${(err as Error)?.stack ?? err}`);
+      this.finish(job, error.code === 'CANCELLED' ? 'cancelled' : 'failed', error);
+    } finally {
+      fs.rmSync(outDir, { recursive: true, force: true });
+    }
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The model library (baseline): the folders in settings plus the app's own
+ * `resources/models` are scanned for safetensors files and diffusers folders;
+ * what each file is comes from its header keys, never from its name. Files that
+ * are not safetensors (pickles, text) are listed in the log and skipped.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ModelRecord } from '../../../shared/contract';
+import { AtelierError } from '../../../shared/errors';
+import type { HistoryStore } from '../history/store';
+import { NotSafetensorsError, readSafetensorsHeader } from './safetensors';
+
+type Classified = Pick<ModelRecord, 'kind' | 'format' | 'family'>;
+
+export function classifySafetensors(file: string): Classified | null {
+  const { tensors } = readSafetensorsHeader(file);
+  const keys = Object.keys(tensors);
+  const has = (prefix: string) => keys.some((k) => k.startsWith(prefix));
+  const hasPart = (part: string) => keys.some((k) => k.includes(part));
+  if (hasPart('lora_down') || hasPart('lora_up') || hasPart('.lora_A.') || hasPart('.lora_B.')) {
+    const family = has('lora_te2_') || has('lora_te1_') || hasPart('text_encoder_2') ? 'sdxl' : keys.length ? 'sd15' : 'unknown';
+    return { kind: 'lora', format: 'single_file', family };
+  }
+  if (has('control_model.') || has('controlnet_cond_embedding.')) {
+    return { kind: 'controlnet', format: 'single_file', family: has('control_model.label_emb') || hasPart('add_embedding') ? 'sdxl' : 'sd15' };
+  }
+  if (has('conditioner.embedders.1.')) return { kind: 'checkpoint', format: 'single_file', family: 'sdxl' };
+  if (has('model.diffusion_model.')) return { kind: 'checkpoint', format: 'single_file', family: 'sd15' };
+  if (has('encoder.down.') || has('first_stage_model.') || has('decoder.conv_in.')) return { kind: 'vae', format: 'single_file', family: 'unknown' };
+  return null;
+}
+
+export function classifyDiffusersFolder(dir: string): Classified | null {
+  const index = path.join(dir, 'model_index.json');
+  if (fs.existsSync(index)) {
+    const cls = String(JSON.parse(fs.readFileSync(index, 'utf8'))._class_name ?? '');
+    if (!cls.includes('StableDiffusion')) return null;
+    return { kind: 'checkpoint', format: 'diffusers', family: cls.includes('XL') ? 'sdxl' : 'sd15' };
+  }
+  const config = path.join(dir, 'config.json');
+  if (fs.existsSync(config)) {
+    const cfg = JSON.parse(fs.readFileSync(config, 'utf8'));
+    if (cfg._class_name === 'ControlNetModel') {
+      return { kind: 'controlnet', format: 'diffusers', family: cfg.addition_embed_type === 'text_time' ? 'sdxl' : 'sd15' };
+    }
+  }
+  return null;
+}
+
+function dirSize(dir: string): number {
+  let total = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    total += e.isDirectory() ? dirSize(p) : e.isFile() ? fs.statSync(p).size : 0;
+  }
+  return total;
+}
+
+export class ModelsService {
+  constructor(
+    private store: HistoryStore,
+    private roots: () => { dir: string; source: string }[],
+    private log: (line: string) => void = () => {},
+  ) {}
+
+  list(): ModelRecord[] {
+    return this.store.listModels();
+  }
+
+  get(id: string): ModelRecord {
+    return this.store.getModel(id);
+  }
+
+  /** Add one file or diffusers folder by path (the CLI's --model); refuses what is not a model, saying what it is. */
+  register(p: string, source = 'added'): ModelRecord {
+    const abs = path.resolve(p);
+    if (!fs.existsSync(abs)) throw new AtelierError('MODEL_NOT_FOUND', `No model at ${abs}.`);
+    const stat = fs.statSync(abs);
+    let c: Classified | null;
+    if (stat.isDirectory()) {
+      c = classifyDiffusersFolder(abs);
+      if (!c) throw new AtelierError('NOT_A_MODEL', `${abs} is a folder without a diffusers model_index.json: point at a diffusers model folder or a .safetensors file.`);
+    } else {
+      try {
+        c = classifySafetensors(abs);
+      } catch (err) {
+        const what = err instanceof NotSafetensorsError ? err.message : (err as Error).message;
+        throw new AtelierError(
+          'NOT_A_MODEL',
+          `${path.basename(abs)} is ${what}. Atelier loads only .safetensors files and diffusers folders, because pickle checkpoints (.ckpt, .pt, .bin) can run code when loaded; convert it to safetensors first.`,
+        );
+      }
+      if (!c) throw new AtelierError('NOT_A_MODEL', `${path.basename(abs)} is a safetensors file, but not a Stable Diffusion checkpoint, LoRA, ControlNet or VAE Atelier knows.`);
+    }
+    const name = path.basename(abs).replace(/\.safetensors$/i, '');
+    return this.store.upsertModel({ name, path: abs, ...c, sizeBytes: stat.isDirectory() ? dirSize(abs) : stat.size, source, hash: null });
+  }
+
+  /** Walk every root (two levels deep, as A1111/ComfyUI folders are laid out) and sync the table. */
+  rescan(): ModelRecord[] {
+    for (const { dir, source } of this.roots()) {
+      const seen = new Set<string>();
+      if (fs.existsSync(dir)) this.scanDir(dir, source, seen, 0);
+      this.store.removeModelsNotIn(seen, source);
+    }
+    return this.list();
+  }
+
+  private scanDir(dir: string, source: string, seen: Set<string>, depth: number): void {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch (err) {
+      this.log(`models: cannot read ${dir}: ${(err as Error).message}`);
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      try {
+        if (e.isDirectory()) {
+          const c = classifyDiffusersFolder(p);
+          if (c) {
+            seen.add(p);
+            this.store.upsertModel({ name: e.name, path: p, ...c, sizeBytes: dirSize(p), source, hash: null });
+          } else if (depth < 2) this.scanDir(p, source, seen, depth + 1);
+        } else if (e.isFile() && e.name.toLowerCase().endsWith('.safetensors')) {
+          const c = classifySafetensors(p);
+          if (!c) {
+            this.log(`models: ${p}: unknown architecture, skipped`);
+            continue;
+          }
+          seen.add(p);
+          this.store.upsertModel({ name: e.name.replace(/\.safetensors$/i, ''), path: p, ...c, sizeBytes: fs.statSync(p).size, source, hash: null });
+        } else if (e.isFile() && /\.(ckpt|pt|pth|bin)$/i.test(e.name)) {
+          this.log(`models: ${p}: pickle checkpoints can run code when loaded; convert it to .safetensors to use it`);
+        }
+      } catch (err) {
+        const why = err instanceof NotSafetensorsError ? err.message : (err as Error).message;
+        this.log(`models: ${p}: skipped (${why})`);
+      }
+    }
+  }
+}

@@ -1,0 +1,107 @@
+import { useEffect } from 'react';
+import { GalleryPage } from '../features/gallery/GalleryPage';
+import { GeneratePanel } from '../features/generate/GeneratePanel';
+import { QueueList, Stage } from '../features/jobs/Stage';
+import { SettingsPage } from '../features/settings/SettingsPage';
+import { useStore, type AppState } from './store';
+import type { Route } from './uiSlice';
+
+const NAV: { route: Route; label: string; icon: string; key: string }[] = [
+  { route: 'generate', label: 'Generate', icon: '✦', key: '1' },
+  { route: 'gallery', label: 'Gallery', icon: '▦', key: '2' },
+  { route: 'settings', label: 'Settings', icon: '⚙', key: '3' },
+];
+
+function StatusBar() {
+  const runtime = useStore((s) => s.runtime);
+  const connected = useStore((s) => s.connected);
+  const running = useStore((s) => s.jobs.filter((j) => j.state === 'running' || j.state === 'queued').length);
+  return (
+    <footer className="statusbar">
+      {!connected && <span className="status-warn">Disconnected from Atelier, reconnecting…</span>}
+      <span className={`dot ${runtime?.state ?? 'stopped'}`} aria-hidden />
+      <span data-testid="status-runtime">{runtime ? runtime.message : 'Connecting…'}</span>
+      {running > 0 && <span className="muted">· {running} in queue</span>}
+    </footer>
+  );
+}
+
+function Toasts() {
+  const toasts = useStore((s) => s.toasts);
+  return (
+    <div className="toasts" aria-live="polite">
+      {toasts.map((t) => (
+        <div key={t.id} className={`toast ${t.kind}`} role={t.kind === 'error' ? 'alert' : 'status'}>
+          <span>{t.text}</span>
+          <button type="button" className="icon small" aria-label="Dismiss" onClick={() => useStore.getState().dismissToast(t.id)}>
+            ✕
+          </button>
+        </div>
+      ))}
+    </div>
+  );
+}
+
+function useShortcuts() {
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const s: AppState = useStore.getState();
+      const mod = e.ctrlKey || e.metaKey;
+      if (mod && e.key === 'Enter') {
+        e.preventDefault();
+        if (s.route !== 'generate') s.go('generate');
+        void s.submit();
+      } else if (mod && ['1', '2', '3'].includes(e.key)) {
+        e.preventDefault();
+        s.go(NAV[Number(e.key) - 1].route);
+      } else if (e.key === 'Escape' && s.route === 'generate') {
+        const running = s.jobs.find((j) => j.state === 'running');
+        if (running) void s.cancelJob(running.id);
+      }
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, []);
+}
+
+export function App() {
+  const route = useStore((s) => s.route);
+  useShortcuts();
+  return (
+    <div className="app">
+      <nav className="sidebar" aria-label="Main">
+        <div className="brand" title="Atelier">
+          A
+        </div>
+        {NAV.map((n) => (
+          <button
+            key={n.route}
+            type="button"
+            className={route === n.route ? 'nav active' : 'nav'}
+            aria-current={route === n.route ? 'page' : undefined}
+            title={`${n.label} (Ctrl+${n.key})`}
+            onClick={() => useStore.getState().go(n.route)}
+          >
+            <span className="nav-icon" aria-hidden>
+              {n.icon}
+            </span>
+            <span className="nav-label">{n.label}</span>
+          </button>
+        ))}
+      </nav>
+      <main className="main">
+        {route === 'generate' && (
+          <div className="generate-page">
+            <GeneratePanel />
+            <Stage />
+            <QueueList />
+          </div>
+        )}
+        {route === 'gallery' && <GalleryPage />}
+        {route === 'settings' && <SettingsPage />}
+      </main>
+      <StatusBar />
+      <Toasts />
+    </div>
+  );
+}

@@ -1,0 +1,200 @@
+import { useMemo } from 'react';
+import { MAX_SEED, SAMPLERS, type Sampler } from '../../../shared/contract';
+import { useStore } from '../../app/store';
+import { client } from '../../lib/client';
+import { SIZE_PRESETS } from './presets';
+
+function Field({ label, error, children, hint }: { label: string; error?: string; hint?: string; children: React.ReactNode }) {
+  return (
+    <label className={`field${error ? ' has-error' : ''}`}>
+      <span className="field-label">
+        {label}
+        {hint && <span className="hint">{hint}</span>}
+      </span>
+      {children}
+      {error && <span className="field-error" role="alert">{error}</span>}
+    </label>
+  );
+}
+
+function NumberInput({ value, onChange, min, max, step = 1, name }: { value: number; onChange: (v: number) => void; min: number; max: number; step?: number; name: string }) {
+  return (
+    <input
+      type="number"
+      name={name}
+      aria-label={name}
+      value={Number.isFinite(value) ? value : ''}
+      min={min}
+      max={max}
+      step={step}
+      onChange={(e) => onChange(e.target.value === '' ? NaN : Number(e.target.value))}
+    />
+  );
+}
+
+function LockIcon({ locked }: { locked: boolean }) {
+  return (
+    <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden fill="none" stroke="currentColor" strokeWidth="1.6">
+      <rect x="3" y="7" width="10" height="7" rx="1.5" />
+      <path d={locked ? 'M5.5 7V5a2.5 2.5 0 0 1 5 0v2' : 'M5.5 7V5a2.5 2.5 0 0 1 5 0'} />
+    </svg>
+  );
+}
+
+export function GeneratePanel() {
+  const form = useStore((s) => s.form);
+  const errors = useStore((s) => s.fieldErrors);
+  const seedLocked = useStore((s) => s.seedLocked);
+  const models = useStore((s) => s.models);
+  const setField = useStore((s) => s.setField);
+  const submit = useStore((s) => s.submit);
+  const checkpoints = useMemo(() => models.filter((m) => m.kind === 'checkpoint'), [models]);
+  const presetValue = `${form.width}x${form.height}`;
+  const knownPreset = SIZE_PRESETS.some((g) => g.presets.some((p) => `${p.width}x${p.height}` === presetValue));
+
+  return (
+    <form
+      className="generate-panel"
+      aria-label="Generate"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void submit();
+      }}
+    >
+      <div className="mode-switch" role="tablist" aria-label="Mode">
+        {(['txt2img', 'img2img'] as const).map((m) => (
+          <button key={m} type="button" role="tab" aria-selected={form.mode === m} className={form.mode === m ? 'active' : ''} onClick={() => setField('mode', m)}>
+            {m === 'txt2img' ? 'Text to image' : 'Image to image'}
+          </button>
+        ))}
+      </div>
+
+      <Field label="Prompt" error={errors.prompt} hint="Ctrl+Enter to generate">
+        <textarea
+          name="prompt"
+          rows={5}
+          autoFocus
+          placeholder="a lighthouse on a cliff at dusk, oil painting"
+          value={form.prompt}
+          onChange={(e) => setField('prompt', e.target.value)}
+        />
+      </Field>
+      <Field label="Negative prompt" error={errors.negativePrompt}>
+        <textarea name="negativePrompt" rows={2} placeholder="blurry, low quality" value={form.negativePrompt} onChange={(e) => setField('negativePrompt', e.target.value)} />
+      </Field>
+
+      {form.mode === 'img2img' && (
+        <div className="init-image">
+          {form.initImagePath ? (
+            <img src={client.fileUrl(form.initImagePath)} alt="Starting image" />
+          ) : (
+            <p className="muted">Choose a starting image in the Gallery ("Use as starting image").</p>
+          )}
+          {errors.initImageId && <span className="field-error" role="alert">{errors.initImageId}</span>}
+          <Field label={`Strength ${form.strength.toFixed(2)}`} hint="0 keeps the image, 1 ignores it">
+            <input type="range" name="strength" min={0} max={1} step={0.01} value={form.strength} onChange={(e) => setField('strength', Number(e.target.value))} />
+          </Field>
+        </div>
+      )}
+
+      <Field label="Model" error={errors.modelId}>
+        <select name="model" value={form.modelId} onChange={(e) => setField('modelId', e.target.value)}>
+          {checkpoints.length === 0 && <option value="">No models: add a folder in Settings</option>}
+          {checkpoints.map((m) => (
+            <option key={m.id} value={m.id}>
+              {m.name} · {m.family === 'sdxl' ? 'SDXL' : m.family === 'sd15' ? 'SD 1.5' : '?'}
+            </option>
+          ))}
+        </select>
+      </Field>
+
+      <div className="row">
+        <Field label="Sampler">
+          <select name="sampler" value={form.sampler} onChange={(e) => setField('sampler', e.target.value as Sampler)}>
+            {SAMPLERS.map((s) => (
+              <option key={s}>{s}</option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Steps" error={errors.steps}>
+          <NumberInput name="steps" value={form.steps} min={1} max={200} onChange={(v) => setField('steps', v)} />
+        </Field>
+        <Field label="CFG" error={errors.cfg}>
+          <NumberInput name="cfg" value={form.cfg} min={0} max={30} step={0.5} onChange={(v) => setField('cfg', v)} />
+        </Field>
+      </div>
+
+      <Field label="Seed" error={errors.seed}>
+        <div className="seed-row">
+          <NumberInput name="seed" value={form.seed} min={0} max={MAX_SEED} onChange={(v) => setField('seed', v)} />
+          <button type="button" className="icon" title="New random seed" aria-label="Randomize seed" onClick={() => useStore.getState().randomizeSeed()}>
+            ⚄
+          </button>
+          <button
+            type="button"
+            className={`icon${seedLocked ? ' active' : ''}`}
+            aria-pressed={seedLocked}
+            aria-label="Lock seed"
+            title={seedLocked ? 'Seed locked: every generation reuses it' : 'Seed unlocked: a new one after every generation'}
+            onClick={() => useStore.getState().setSeedLocked(!seedLocked)}
+          >
+            <LockIcon locked={seedLocked} />
+          </button>
+        </div>
+      </Field>
+
+      <Field label="Size" error={errors.width ?? errors.height}>
+        <select
+          name="sizePreset"
+          value={knownPreset ? presetValue : 'custom'}
+          onChange={(e) => {
+            const [w, h] = e.target.value.split('x').map(Number);
+            if (w && h) {
+              setField('width', w);
+              setField('height', h);
+            }
+          }}
+        >
+          {!knownPreset && <option value="custom">Custom</option>}
+          {SIZE_PRESETS.map((g) => (
+            <optgroup key={g.family} label={g.family}>
+              {g.presets.map((p) => (
+                <option key={p.label} value={`${p.width}x${p.height}`}>
+                  {p.label}
+                </option>
+              ))}
+            </optgroup>
+          ))}
+        </select>
+      </Field>
+      <div className="row">
+        <Field label="Width">
+          <NumberInput name="width" value={form.width} min={64} max={4096} step={8} onChange={(v) => setField('width', v)} />
+        </Field>
+        <button
+          type="button"
+          className="icon swap"
+          aria-label="Swap width and height"
+          title="Swap width and height"
+          onClick={() => {
+            const { width, height } = useStore.getState().form;
+            setField('width', height);
+            setField('height', width);
+          }}
+        >
+          ⇄
+        </button>
+        <Field label="Height">
+          <NumberInput name="height" value={form.height} min={64} max={4096} step={8} onChange={(v) => setField('height', v)} />
+        </Field>
+        <Field label="Batch" error={errors.batch}>
+          <NumberInput name="batch" value={form.batch} min={1} max={16} onChange={(v) => setField('batch', v)} />
+        </Field>
+      </div>
+
+      <button type="submit" className="primary generate-button">
+        Generate
+      </button>
+    </form>
+  );
+}

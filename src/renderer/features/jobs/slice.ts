@@ -1,0 +1,47 @@
+import type { Job, JobProgress } from '../../../shared/contract';
+import type { SliceCreator } from '../../app/store';
+import { client } from '../../lib/client';
+
+export interface JobsSlice {
+  jobs: Job[];
+  progress: Record<string, JobProgress>;
+  /** Latest preview per job, kept apart so a step without a preview keeps the last picture. */
+  previews: Record<string, string>;
+  /** The job whose result the stage shows. */
+  focusJobId: string | null;
+  applyJob(job: Job): void;
+  applyProgress(p: JobProgress): void;
+  cancelJob(id: string): Promise<void>;
+  loadJobs(): Promise<void>;
+}
+
+export const createJobsSlice: SliceCreator<JobsSlice> = (set, get) => ({
+  jobs: [],
+  progress: {},
+  previews: {},
+  focusJobId: null,
+  applyJob: (job) =>
+    set((s) => {
+      const i = s.jobs.findIndex((j) => j.id === job.id);
+      const jobs = i >= 0 ? s.jobs.map((j) => (j.id === job.id ? job : j)) : [...s.jobs, job];
+      const focus = job.state === 'running' || (i < 0 && !s.jobs.some((j) => j.state === 'running')) ? job.id : s.focusJobId;
+      return { jobs: jobs.slice(-50), focusJobId: focus };
+    }),
+  applyProgress: (p) =>
+    set((s) => ({
+      progress: { ...s.progress, [p.jobId]: p },
+      previews: p.preview ? { ...s.previews, [p.jobId]: p.preview } : s.previews,
+    })),
+  cancelJob: async (id) => {
+    try {
+      const r = await client.call('jobs.cancel', { id });
+      if (!r.cancelled) get().toast('info', 'That job had already finished.');
+    } catch (err) {
+      get().toast('error', (err as Error).message);
+    }
+  },
+  loadJobs: async () => {
+    const jobs = await client.call('jobs.list');
+    set({ jobs });
+  },
+});

@@ -1,0 +1,44 @@
+import { createRoot } from 'react-dom/client';
+import { App } from './app/App';
+import { useStore } from './app/store';
+import { client } from './lib/client';
+import './styles.css';
+
+/** Wire contract events into the store once, then render. */
+function connect() {
+  const s = useStore.getState;
+  client.on('jobs.changed', (job) => {
+    s().applyJob(job);
+    if (job.state === 'failed') s().toast('error', job.error?.message ?? 'The generation failed.');
+  });
+  client.on('jobs.progress', (p) => s().applyProgress(p));
+  client.on('runtime.changed', (r) => s().setRuntime(r));
+  client.on('history.added', ({ generationId }) => void s().prependGeneration(generationId));
+  client.on('history.deleted', ({ ids }) =>
+    useStore.setState((st) => ({
+      items: st.items.filter((g) => !ids.includes(g.id)),
+      total: Math.max(0, st.total - ids.filter((id) => st.items.some((g) => g.id === id)).length),
+      selectedId: st.selectedId && ids.includes(st.selectedId) ? null : st.selectedId,
+    })),
+  );
+  client.on('settings.changed', (settings) => useStore.setState({ settings }));
+  client.onConnection((connected) => {
+    useStore.setState({ connected });
+    if (connected) void load();
+  });
+}
+
+async function load() {
+  const s = useStore.getState();
+  try {
+    await s.loadSettings();
+    await Promise.all([s.loadModels(), s.loadGallery(true), s.loadJobs()]);
+  } catch (err) {
+    s.toast('error', `Could not load: ${(err as Error).message}`);
+  }
+}
+
+connect();
+// Electron has no connection events; the web transport loads on its first (and every re-) connect.
+if (window.atelier) void load();
+createRoot(document.getElementById('root')!).render(<App />);

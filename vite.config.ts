@@ -1,0 +1,17 @@
+import { defineConfig } from 'vite';
+
+// The renderer only: React through esbuild's automatic JSX runtime (no plugin needed for a production build).
+export default defineConfig({
+  root: 'src/renderer',
+  base: './',
+  esbuild: { jsx: 'automatic' },
+  build: {
+    outDir: '../../dist/renderer',
+    emptyOutDir: true,
+    target: 'chrome120',
+    sourcemap: true,
+    // No inline scripts or styles: the CSP allows 'self' only.
+    assetsInlineLimit: 0,
+    modulePreload: { polyfill: false },
+  },
+});
