@@ -13,5 +13,12 @@ export default defineConfig({
     // No inline scripts or styles: the CSP allows 'self' only.
     assetsInlineLimit: 0,
     modulePreload: { polyfill: false },
+    rollupOptions: {
+      // zod ships comments Rollup cannot place; harmless, and noise in every build.
+      onwarn(warning, warn) {
+        if (warning.code === 'INVALID_ANNOTATION' || /annotation that Rollup cannot interpret/.test(warning.message)) return;
+        warn(warning);
+      },
+    },
   },
 });

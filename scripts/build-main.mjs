@@ -22,6 +22,7 @@ const entries = {
   electron: 'src/main/electron/main.ts',
   web: 'src/main/web/main.ts',
   cli: 'src/main/cli.ts',
+  setup: 'src/main/setup.ts',
   bench: 'tests/bench/bench.ts',
 };
 await Promise.all([

@@ -24,7 +24,7 @@ let services: Services | null = null;
 let win: BrowserWindow | null = null;
 
 function appRoot(): string {
-  // Packaged: resources/ holds python-runtime/ and resources/ (see electron-builder.yml extraResources).
+  // Packaged: the resources folder holds python-runtime/ and resources/ (electron-builder.yml extraResources).
   return app.isPackaged ? process.resourcesPath : path.resolve(__dirname, '..', '..');
 }
 
@@ -93,7 +93,8 @@ app.whenReady().then(async () => {
     pythonOverride: process.env.ATELIER_PYTHON,
     autoProvision: true,
   });
-  registerAtelierProtocol(path.join(appRoot(), 'dist', 'renderer'), services.history);
+  // dist/main/../renderer: inside app.asar when packaged, which Electron's fs reads transparently.
+  registerAtelierProtocol(path.join(__dirname, '..', 'renderer'), services.history);
 
   ipcMain.handle('atelier:call', async (event, method: unknown, input: unknown) => {
     if (!isTrustedSender(event)) return { ok: false, error: { code: 'UNAUTHORIZED', message: 'Refused: the caller is not Atelier’s own page.' } };

@@ -103,6 +103,7 @@ export function GeneratePanel() {
           {checkpoints.map((m) => (
             <option key={m.id} value={m.id}>
               {m.name} · {m.family === 'sdxl' ? 'SDXL' : m.family === 'sd15' ? 'SD 1.5' : '?'}
+              {checkpoints.some((o) => o !== m && o.name === m.name) ? ` · ${m.format === 'diffusers' ? 'folder' : 'file'}` : ''}
             </option>
           ))}
         </select>
