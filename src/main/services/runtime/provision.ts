@@ -23,6 +23,8 @@ export interface ProvisionOptions {
   cacheRoot: string; // e.g. ~/.cache/atelier
   basePython?: string; // interpreter to build the venv from; found on PATH when empty
   repair?: boolean;
+  /** Modules that must import for the venv to count as working (default: the worker's). */
+  requiredModules?: string[];
   onProgress?: (p: ProvisionProgress) => void;
   log?: (line: string) => void;
 }
@@ -74,14 +76,14 @@ export function findBasePython(preferred?: string): string {
 }
 
 /** Which of the required modules an interpreter lacks (empty: it can run the worker). */
-export function missingModules(python: string): string[] {
-  const code = `import importlib.util, json; print(json.dumps([m for m in ${JSON.stringify(REQUIRED_MODULES)} if importlib.util.find_spec(m) is None]))`;
+export function missingModules(python: string, modules: string[] = REQUIRED_MODULES): string[] {
+  const code = `import importlib.util, json; print(json.dumps([m for m in ${JSON.stringify(modules)} if importlib.util.find_spec(m) is None]))`;
   const r = spawnSync(python, ['-c', code], { encoding: 'utf8', timeout: 60000 });
-  if (r.status !== 0) return [...REQUIRED_MODULES];
+  if (r.status !== 0) return [...modules];
   try {
     return JSON.parse(r.stdout.trim().split('\n').pop() ?? '[]');
   } catch {
-    return [...REQUIRED_MODULES];
+    return [...modules];
   }
 }
 
@@ -146,7 +148,7 @@ export async function provision(opts: ProvisionOptions): Promise<string> {
     const ready = readyPython(opts);
     if (ready) {
       report({ phase: 'Checking the Python runtime', fraction: 0.5 });
-      if (missingModules(ready).length === 0) {
+      if (missingModules(ready, opts.requiredModules).length === 0) {
         report({ phase: 'Python runtime ready', fraction: 1 });
         return ready;
       }
@@ -180,7 +182,7 @@ export async function provision(opts: ProvisionOptions): Promise<string> {
   if (haveUv) await run(py, ['-m', 'uv', 'pip', 'install', '--python', py, '-r', lock], onLine);
   else await run(py, ['-m', 'pip', 'install', '-r', lock], onLine);
   report({ phase: 'Checking the installation', fraction: 0.97 });
-  const missing = missingModules(py);
+  const missing = missingModules(py, opts.requiredModules);
   if (missing.length) throw new AtelierError('RUNTIME_UNAVAILABLE', `The Python runtime installed but cannot import ${missing.join(', ')}. Try Repair.`);
   writeFileAtomic(path.join(dir, MARKER), JSON.stringify({ lock: lockHash(opts.runtimeDir), python: base, at: new Date().toISOString() }));
   report({ phase: 'Python runtime ready', fraction: 1 });
