@@ -27,7 +27,7 @@ export class ClientError extends Error {
 
 type Reply = { ok: true; value: unknown } | { ok: false; error: ErrorPayload };
 
-interface Transport {
+export interface Transport {
   call(method: string, input: unknown): Promise<Reply>;
   on(listener: (name: string, payload: unknown) => void): () => void;
   onConnection?(listener: (connected: boolean) => void): () => void;
@@ -147,4 +147,9 @@ export class Client {
   }
 }
 
-export const client = new Client(window.atelier ? electronTransport(window.atelier) : webSocketTransport());
+export function createClient(): Client {
+  return new Client(window.atelier ? electronTransport(window.atelier) : webSocketTransport());
+}
+
+// The renderer's one client. Tests import the Client class with an in-memory transport instead.
+export const client: Client = typeof window === 'undefined' ? (undefined as unknown as Client) : createClient();
