@@ -54,7 +54,10 @@ test('generates from the UI with live progress, then finds it in the gallery wit
   await page.keyboard.press('Control+Enter');
   const result = page.getByTestId('result-image');
   await expect(result).toBeVisible({ timeout: 120000 });
-  const { seen, previews } = await page.evaluate(() => window as unknown as { seen: string[]; previews: number });
+  const { seen, previews } = await page.evaluate(() => {
+    const w = window as unknown as { seen: string[]; previews: number };
+    return { seen: w.seen, previews: w.previews };
+  });
   expect(seen.some((t) => /^Step \d+ \/ 24$/.test(t) && !t.startsWith('Step 24'))).toBe(true);
   expect(previews).toBeGreaterThan(0);
   expect(await result.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([64, 64]);
