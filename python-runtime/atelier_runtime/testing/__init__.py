@@ -1,0 +1,1 @@
+"""Helpers for tests: tiny random models built offline."""

@@ -1,0 +1,267 @@
+"""Tiny random Stable Diffusion models for tests, built offline.
+
+The components follow diffusers' own fast tests (tiny UNet, VAE and CLIP with random weights
+drawn after ``torch.manual_seed(0)``), so a 64x64 image takes a fraction of a second on a CPU.
+The CLIP tokenizer is written here too (a small byte-level BPE vocabulary covering lowercase
+letters and common prompt words), because nothing may be downloaded.
+
+Usage::
+
+    python -m atelier_runtime.testing.tiny OUTDIR [--family sd15|sdxl]
+
+writes ``OUTDIR/tiny-<family>/`` (a diffusers folder, safetensors weights) and
+``OUTDIR/tiny-<family>.safetensors`` (the same weights in the original LDM single-file layout,
+loadable with ``from_single_file(path, config=OUTDIR/tiny-<family>)``), then prints one JSON line:
+
+    {"family": "sd15", "diffusers": "/abs/OUTDIR/tiny-sd15", "single_file": "/abs/OUTDIR/tiny-sd15.safetensors",
+     "width": 64, "height": 64}
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from itertools import pairwise
+
+from ..stdio import claim_stdout, write_json_line
+
+# Words the tokenizer merges into whole tokens; any other lowercase text still tokenizes
+# (into single characters), so every prompt is valid.
+_WORDS = (
+    "a an the of and with in on at by for to from is portrait photo painting drawing sketch "
+    "cat dog bird horse fish tree forest mountain river lake sea sky cloud sun moon star city "
+    "street house castle garden flower rose field night day morning sunset light dark red "
+    "blue green yellow orange purple black white gray gold silver old young man woman girl boy "
+    "face eyes hair smile beautiful detailed realistic sharp blurry ugly lowres quality best "
+    "high masterpiece art style oil watercolor digital cinematic lighting landscape astronaut "
+    "riding"
+).split()
+
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-level alphabet: every byte maps to a printable unicode character."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in chars), strict=True))
+
+
+def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Split ``word`` the way CLIP's BPE does with the merges in ``ranks``."""
+    pieces = list(word[:-1]) + [word[-1] + "</w>"]
+    while len(pieces) > 1:
+        candidates = [(ranks[pair], i) for i, pair in enumerate(pairwise(pieces)) if pair in ranks]
+        if not candidates:
+            break
+        _, i = min(candidates)
+        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
+    return pieces
+
+
+def build_tokenizer():
+    """A CLIPTokenizer with a small vocabulary: the byte alphabet, merges for ``_WORDS``, then BOS/EOS."""
+    from transformers import CLIPTokenizer
+
+    alphabet = list(_bytes_to_unicode().values())
+    vocab_list = alphabet + [c + "</w>" for c in alphabet]
+    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+    for word in _WORDS:
+        # Add merges until BPE (lowest-ranked pair first) turns the word into a single token.
+        # A new merge ranks after all earlier ones, so it never changes how earlier words split.
+        while len(pieces := _bpe(word, ranks)) > 1:
+            pair = (pieces[0], pieces[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+            vocab_list.append(pair[0] + pair[1])
+    vocab_list += [BOS, EOS]
+    vocab = {token: i for i, token in enumerate(vocab_list)}
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def _text_config(tokenizer, hidden_size: int = 32, projection_dim: int = 32):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        max_position_embeddings=77,
+        layer_norm_eps=1e-05,
+        hidden_act="gelu",
+        projection_dim=projection_dim,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _tiny_vae(scaling_factor: float, force_upcast: bool):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=64,
+        scaling_factor=scaling_factor,
+        force_upcast=force_upcast,
+    )
+
+
+def build_tiny_sd15():
+    """A StableDiffusionPipeline with random tiny weights (deterministic: seeded with 0)."""
+    import torch
+    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+    )
+    torch.manual_seed(0)
+    vae = _tiny_vae(scaling_factor=0.18215, force_upcast=True)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_text_config(tokenizer))
+    # SD 1.5's own scheduler config; the worker swaps the sampler per request from it.
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        set_alpha_to_one=False,
+        skip_prk_steps=True,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_tiny_sdxl():
+    """A StableDiffusionXLPipeline with random tiny weights (deterministic: seeded with 0)."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 time ids * 8 + pooled text embedding 32
+        cross_attention_dim=96,  # both text encoders' hidden states (32 + 64), concatenated
+        norm_num_groups=1,
+    )
+    torch.manual_seed(0)
+    vae = _tiny_vae(scaling_factor=0.13025, force_upcast=True)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_text_config(tokenizer))
+    # The two encoders must differ in width, as CLIP-L (768) and OpenCLIP-G (1280) do in SDXL:
+    # diffusers' single-file loader tells them apart by the width of their position embeddings.
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer, hidden_size=64, projection_dim=32))
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        timestep_spacing="leading",
+        interpolation_type="linear",
+    )
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=build_tokenizer(),
+        unet=unet,
+        scheduler=scheduler,
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
+    )
+
+
+def write_tiny_model(out_dir: str, family: str = "sd15") -> dict:
+    """Build the tiny pipeline and write both formats into ``out_dir``; return the paths."""
+    from safetensors.torch import save_file
+
+    from .ldm_convert import pipeline_to_ldm_state_dict
+
+    if family == "sd15":
+        pipe = build_tiny_sd15()
+    elif family == "sdxl":
+        pipe = build_tiny_sdxl()
+    else:
+        raise ValueError(f"unknown family {family!r} (expected sd15 or sdxl)")
+
+    out_dir = os.path.abspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    folder = os.path.join(out_dir, f"tiny-{family}")
+    single_file = os.path.join(out_dir, f"tiny-{family}.safetensors")
+
+    pipe.save_pretrained(folder, safe_serialization=True)
+    save_file(pipeline_to_ldm_state_dict(pipe), single_file, metadata={"format": "pt"})
+    return {"family": family, "diffusers": folder, "single_file": single_file, "width": 64, "height": 64}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write a tiny random SD model (diffusers folder + LDM single file).")
+    parser.add_argument("out_dir")
+    parser.add_argument("--family", choices=("sd15", "sdxl"), default="sd15")
+    args = parser.parse_args(argv)
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    # Library chatter goes to stderr; stdout carries only the JSON line.
+    out = claim_stdout()
+    write_json_line(out, write_tiny_model(args.out_dir, args.family))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
