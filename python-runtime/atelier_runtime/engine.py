@@ -1,24 +1,37 @@
 """Loading pipelines and generating images: everything that touches diffusers.
 
-One model is resident at a time. Its txt2img pipeline is loaded from disk; the img2img pipeline is
-built from the same components when first needed, so switching modes never reloads weights.
+One model is resident at a time. Its base pipeline is loaded from disk (txt2img; for a dedicated
+inpainting model, the inpaint pipeline); the img2img, inpaint and ControlNet pipelines are built
+from the same components when first needed, so switching modes never reloads weights. One
+ControlNet is resident at a time too, cached by path and freed with the model.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from diffusers import (
+    ControlNetModel,
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetInpaintPipeline,
+    StableDiffusionControlNetPipeline,
     StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
+    StableDiffusionXLControlNetImg2ImgPipeline,
+    StableDiffusionXLControlNetInpaintPipeline,
+    StableDiffusionXLControlNetPipeline,
     StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
 )
 from diffusers.utils import logging as diffusers_logging
@@ -27,6 +40,7 @@ from PIL import Image
 
 from .device import DeviceInfo, choose_memory_mode, free_memory, run_with_oom_retry
 from .errors import BAD_REQUEST, NOT_A_MODEL, WorkerError
+from .imaging import crop_box, overlay, prepare_canvas, round_size
 from .modelfile import (
     FAMILY_LABELS,
     FAMILY_WITH_ARTICLE,
@@ -36,7 +50,7 @@ from .modelfile import (
     inspect_model_path,
     resolve_config_dir,
 )
-from .params import GenerateParams, load_init_image
+from .params import ControlParams, GenerateParams, load_init_image, open_image
 from .previews import preview_jpeg_base64
 from .samplers import make_scheduler, max_steps
 
@@ -72,12 +86,37 @@ class ResidentModel:
     key: tuple
     info: ModelInfo
     config_dir: str | None
-    txt2img: object
+    txt2img: object  # the pipeline loaded from disk (for an inpainting model: its inpaint pipeline)
     scheduler_config: dict
     default_mode: str
-    img2img: object | None = None
+    # Pipelines built over txt2img's components: (task, ControlNet key or None) -> pipeline.
+    pipes: dict = field(default_factory=dict)
     applied: tuple[int, str] | None = None  # (id of the pipeline, memory mode) last set up
     slicing: bool = False  # attention slicing + VAE tiling on
+
+
+@dataclass
+class ResidentControlNet:
+    key: tuple
+    family: str
+    model: object
+
+
+# (family, task, with ControlNet) -> pipeline class; "sd15"/"sdxl" are base families.
+_PIPELINES = {
+    (SD15, "txt2img", False): StableDiffusionPipeline,
+    (SD15, "img2img", False): StableDiffusionImg2ImgPipeline,
+    (SD15, "inpaint", False): StableDiffusionInpaintPipeline,
+    (SD15, "txt2img", True): StableDiffusionControlNetPipeline,
+    (SD15, "img2img", True): StableDiffusionControlNetImg2ImgPipeline,
+    (SD15, "inpaint", True): StableDiffusionControlNetInpaintPipeline,
+    (SDXL, "txt2img", False): StableDiffusionXLPipeline,
+    (SDXL, "img2img", False): StableDiffusionXLImg2ImgPipeline,
+    (SDXL, "inpaint", False): StableDiffusionXLInpaintPipeline,
+    (SDXL, "txt2img", True): StableDiffusionXLControlNetPipeline,
+    (SDXL, "img2img", True): StableDiffusionXLControlNetImg2ImgPipeline,
+    (SDXL, "inpaint", True): StableDiffusionXLControlNetInpaintPipeline,
+}
 
 
 class Engine:
@@ -85,6 +124,7 @@ class Engine:
         self.device = device
         self.emit = emit
         self.model: ResidentModel | None = None
+        self.controlnet: ResidentControlNet | None = None
 
     # ------------------------------------------------------------------ loading
 
@@ -101,7 +141,8 @@ class Engine:
 
         self.unload()
         start = time.perf_counter()
-        self._log(job.id, "info", f"Loading {info.name} ({FAMILY_LABELS[info.family]}, {info.format})")
+        kind = " inpainting" if info.inpainting else ""
+        self._log(job.id, "info", f"Loading {info.name} ({FAMILY_LABELS[info.family]}{kind}, {info.format})")
         # A cancel during the load ends the request (the worker checks) but keeps the model resident.
         pipe = self._from_disk(info, config_dir)
         self.model = ResidentModel(
@@ -123,7 +164,7 @@ class Engine:
         m = self.model
         return {
             "path": path,
-            "family": m.info.family,
+            "family": m.info.reported_family,
             "format": m.info.format,
             "load_ms": load_ms,
             "cached": cached,
@@ -131,11 +172,10 @@ class Engine:
         }
 
     def _from_disk(self, info: ModelInfo, config_dir: str | None):
+        cls = _PIPELINES[(info.family, "inpaint" if info.inpainting else "txt2img", False)]
         if info.family == SD15:
-            cls = StableDiffusionPipeline
             extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
         else:
-            cls = StableDiffusionXLPipeline
             extra = {"add_watermarker": False}
         common = {"dtype": self.device.dtype, "local_files_only": True, **extra}
         try:
@@ -160,44 +200,116 @@ class Engine:
         m, self.model = self.model, None
         if m is None:
             return
-        for pipe in (m.txt2img, m.img2img):
-            if pipe is not None:
-                pipe.remove_all_hooks()
+        for pipe in (m.txt2img, *m.pipes.values()):
+            pipe.remove_all_hooks()
+        m.pipes.clear()
         pipe = m = None  # drop the last references before freeing
+        self.controlnet = None  # the ControlNet goes with the model that used it
         free_memory()
 
-    def _img2img_pipe(self):
-        """The img2img pipeline over the resident txt2img pipeline's components (no reload, no copy)."""
+    def _pipe(self, task: str, controlnet: ResidentControlNet | None = None):
+        """The ``task`` pipeline (txt2img / img2img / inpaint, with or without ``controlnet``) over the
+        resident model's components: no reload, no copy."""
         m = self.model
-        if m.img2img is None:
-            c = m.txt2img.components
-            if m.info.family == SD15:
-                m.img2img = StableDiffusionImg2ImgPipeline(
-                    vae=c["vae"],
-                    text_encoder=c["text_encoder"],
-                    tokenizer=c["tokenizer"],
-                    unet=c["unet"],
-                    scheduler=c["scheduler"],
-                    safety_checker=None,
-                    feature_extractor=None,
-                    image_encoder=None,
-                    requires_safety_checker=False,
-                )
+        if controlnet is None and task == ("inpaint" if m.info.inpainting else "txt2img"):
+            return m.txt2img
+        key = (task, controlnet.key if controlnet is not None else None)
+        pipe = m.pipes.get(key)
+        if pipe is not None:
+            return pipe
+        # Pipelines of an older ControlNet hold its weights: drop them.
+        for old in [k for k in m.pipes if k[1] is not None and k[1] != key[1]]:
+            m.pipes.pop(old).remove_all_hooks()
+            m.applied = None
+        c = m.txt2img.components
+        kwargs = {"vae": c["vae"], "text_encoder": c["text_encoder"], "tokenizer": c["tokenizer"], "unet": c["unet"]}
+        kwargs["scheduler"] = c["scheduler"]
+        if controlnet is not None:
+            kwargs["controlnet"] = controlnet.model
+        if m.info.family == SD15:
+            kwargs.update(
+                safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False
+            )
+        else:
+            kwargs.update(
+                text_encoder_2=c["text_encoder_2"],
+                tokenizer_2=c["tokenizer_2"],
+                force_zeros_for_empty_prompt=m.txt2img.config.force_zeros_for_empty_prompt,
+                add_watermarker=False,
+            )
+            if task != "txt2img":
+                kwargs["requires_aesthetics_score"] = False
+        pipe = _PIPELINES[(m.info.family, task, controlnet is not None)](**kwargs)
+        pipe.set_progress_bar_config(disable=True)
+        m.pipes[key] = pipe
+        return pipe
+
+    # ------------------------------------------------------------------ ControlNet
+
+    def _load_controlnet(self, c: ControlParams, job: JobHandle) -> ResidentControlNet:
+        """The ControlNet at ``c.model``, loaded once and kept (one at a time); its family must be the model's."""
+        m = self.model
+        path = c.model
+        if not os.path.exists(path):
+            raise WorkerError(BAD_REQUEST, f"control.model {path} does not exist.")
+        real = os.path.realpath(path)
+        name = os.path.basename(real.rstrip(os.sep))
+        if os.path.isdir(real):
+            config = _controlnet_folder_config(real, name)
+            family = _controlnet_family_from_config(config)
+        else:
+            config = None
+            family = _controlnet_family_from_file(real, name)
+        unet_config = m.txt2img.unet.config
+        label = FAMILY_LABELS[m.info.family]
+        if family != m.info.family:
+            theirs = FAMILY_WITH_ARTICLE.get(family, "a Stable Diffusion 2.x")
+            raise WorkerError(
+                BAD_REQUEST,
+                f"control.model {name} is {theirs} ControlNet, which does not fit {m.info.name} ({label}). "
+                f"Choose a ControlNet made for {label}.",
+            )
+        if config is not None and config.get("cross_attention_dim") != unet_config.cross_attention_dim:
+            raise WorkerError(
+                BAD_REQUEST,
+                f"control.model {name} does not fit {m.info.name}: its text width is "
+                f"{config.get('cross_attention_dim')}, the model's is {unet_config.cross_attention_dim}. "
+                f"Choose a ControlNet made for {label}.",
+            )
+        st = os.stat(_controlnet_weights_file(real) if config is not None else real)
+        key = (real, st.st_mtime_ns, st.st_size, m.info.family, self.device.dtype_name)
+        if self.controlnet is not None and self.controlnet.key == key:
+            return self.controlnet
+        # Free the previous one (and the pipelines holding it) before loading another.
+        if self.controlnet is not None:
+            for k in [k for k in m.pipes if k[1] is not None]:
+                m.pipes.pop(k).remove_all_hooks()
+            m.applied = None
+            self.controlnet = None
+            free_memory()
+        self._log(job.id, "info", f"Loading ControlNet {name}")
+        common = {"dtype": self.device.dtype, "local_files_only": True}
+        try:
+            if config is not None:
+                variant = "fp16" if _controlnet_weights_file(real).endswith(".fp16.safetensors") else None
+                model = ControlNetModel.from_pretrained(real, use_safetensors=True, variant=variant, **common)
             else:
-                m.img2img = StableDiffusionXLImg2ImgPipeline(
-                    vae=c["vae"],
-                    text_encoder=c["text_encoder"],
-                    text_encoder_2=c["text_encoder_2"],
-                    tokenizer=c["tokenizer"],
-                    tokenizer_2=c["tokenizer_2"],
-                    unet=c["unet"],
-                    scheduler=c["scheduler"],
-                    requires_aesthetics_score=False,
-                    force_zeros_for_empty_prompt=m.txt2img.config.force_zeros_for_empty_prompt,
-                    add_watermarker=False,
-                )
-            m.img2img.set_progress_bar_config(disable=True)
-        return m.img2img
+                with tempfile.TemporaryDirectory(prefix="atelier-controlnet-") as tmp:
+                    _write_controlnet_config(unet_config, m.txt2img.vae_scale_factor, tmp)
+                    with _safetensors_named(real) as alias:
+                        model = ControlNetModel.from_single_file(alias, config=tmp, **common)
+        except WorkerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported with the traceback
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise WorkerError(
+                BAD_REQUEST,
+                f"control.model {name} could not be loaded as a ControlNet: {reason}",
+                traceback.format_exc(),
+            ) from None
+        model.eval()
+        self.controlnet = ResidentControlNet(key=key, family=family, model=model)
+        return self.controlnet
 
     # ------------------------------------------------------------------ memory modes
 
@@ -246,8 +358,14 @@ class Engine:
         """Run a ``generate`` request; returns the result payload (PROTOCOL.md, generate)."""
         start = time.perf_counter()
 
-        # 1. Check what needs no model: the init image decodes, the output folder exists.
-        init_image = load_init_image(p.init_image) if p.init_image else None
+        # 1. Check what needs no model: the images decode, the output folder exists.
+        canvas = init_image = None
+        if p.mode == "inpaint":
+            init_raw = open_image(p.init_image, "init_image")
+            canvas = prepare_canvas(init_raw, open_image(p.mask_image, "mask_image"), p.mask_blur, p.fill, p.seed)
+        elif p.init_image:
+            init_image = load_init_image(p.init_image)
+        control_image = open_image(p.control.image, "control.image").convert("RGB") if p.control else None
         try:
             os.makedirs(p.out_dir, exist_ok=True)
         except OSError as exc:
@@ -257,10 +375,30 @@ class Engine:
         load_ms = self.load(p.model, p.config, None, job)["load_ms"]
         job.raise_if_cancelled()
         m = self.model
+        if m.info.inpainting and p.mode != "inpaint":
+            raise WorkerError(
+                BAD_REQUEST,
+                f"{m.info.name} is an inpainting model: it runs only with mode inpaint (an init_image and a "
+                f"mask_image). Choose a regular {FAMILY_LABELS[m.info.family]} model for {p.mode}.",
+            )
+        controlnet = self._load_controlnet(p.control, job) if p.control else None
+        job.raise_if_cancelled()
 
         # 3. Resolve sizes and sampler limits.
         native = m.txt2img.unet.config.sample_size * m.txt2img.vae_scale_factor
-        width, height = p.width or native, p.height or native
+        box = None
+        if canvas is not None:
+            h, w = canvas.rgb.shape[:2]
+            if p.mask_only:
+                aspect = p.width / p.height if p.width and p.height else None
+                box = crop_box(canvas.repaint, p.mask_padding, aspect)
+                auto = round_size(box[2] - box[0], box[3] - box[1], native)
+            else:
+                box = (0, 0, w, h)
+                auto = tuple(min(4096, max(64, v // 8 * 8)) for v in (w, h))
+            width, height = p.width or auto[0], p.height or auto[1]
+        else:
+            width, height = p.width or native, p.height or native
         limit = max_steps(p.sampler, make_scheduler(p.sampler, m.scheduler_config, p.seed))
         if limit is not None and p.steps > limit:
             raise WorkerError(
@@ -268,17 +406,30 @@ class Engine:
             )
         if init_image is not None and init_image.size != (width, height):
             init_image = init_image.resize((width, height), Image.Resampling.LANCZOS)
+        inpaint = None
+        if canvas is not None:
+            inpaint = _InpaintJob(canvas, box, width, height)
+            if control_image is not None:
+                # The edge map covers the whole frame: crop it as the frame is cropped.
+                full = control_image.resize((w, h), Image.Resampling.LANCZOS)
+                control_image = full.crop(box)
+        if control_image is not None and control_image.size != (width, height):
+            control_image = control_image.resize((width, height), Image.Resampling.LANCZOS)
 
         # 4. Generate, retrying once in a lower memory mode if the GPU runs out of memory.
         mode = p.memory_mode or m.default_mode
         (images, inference_ms, decode_ms), used = self._with_oom_retry(
-            lambda mode_: self._generate_images(p, job, mode_, width, height, init_image), mode, job.id
+            lambda mode_: self._generate_images(
+                p, job, mode_, width, height, init_image, inpaint, controlnet, control_image
+            ),
+            mode,
+            job.id,
         )
         if used != mode and p.memory_mode is None:
             m.default_mode = used  # stay in the mode that fits for the next requests
         return {
             "images": images,
-            "family": m.info.family,
+            "family": m.info.reported_family,
             "device": self.device.kind,
             "dtype": self.device.dtype_name,
             "memory_mode": used,
@@ -290,19 +441,43 @@ class Engine:
             },
         }
 
-    def _generate_images(self, p: GenerateParams, job: JobHandle, mode: str, width: int, height: int, init_image):
+    def _generate_images(
+        self,
+        p: GenerateParams,
+        job: JobHandle,
+        mode: str,
+        width: int,
+        height: int,
+        init_image,
+        inpaint: _InpaintJob | None = None,
+        controlnet: ResidentControlNet | None = None,
+        control_image=None,
+    ):
         m = self.model
-        # Strength 1 ignores the init image: that is txt2img from pure noise with the same seed.
-        use_img2img = init_image is not None and p.strength < 1.0
-        pipe = self._img2img_pipe() if use_img2img else m.txt2img
+        if inpaint is not None:
+            # The pipeline sees the pre-filled crop; the overlay puts the input back outside the feather.
+            init_image = inpaint.init
+            use_img2img = False
+            pipe = self._pipe("inpaint", controlnet)
+        else:
+            # Strength 1 ignores the init image: that is txt2img from pure noise with the same seed.
+            use_img2img = init_image is not None and p.strength < 1.0
+            pipe = self._pipe("img2img" if use_img2img else "txt2img", controlnet)
         self._apply_mode(pipe, mode)
+        control = None
+        if controlnet is not None:
+            control = {
+                "controlnet_conditioning_scale": p.control.scale,
+                "control_guidance_start": p.control.start,
+                "control_guidance_end": p.control.end,
+            }
 
         images = []
         inference_ms = decode_ms = 0
         for index in range(p.batch):
             job.raise_if_cancelled()
             seed = p.seed + index
-            if use_img2img and int(p.steps * p.strength) == 0:
+            if (use_img2img or inpaint is not None) and int(p.steps * p.strength) == 0:
                 # No denoising step would run: return the VAE round trip of the input.
                 t = time.perf_counter()
                 image = self._vae_round_trip(pipe, init_image)
@@ -310,22 +485,36 @@ class Engine:
             else:
                 pipe.scheduler = make_scheduler(p.sampler, m.scheduler_config, seed)
                 generator = torch.Generator("cpu").manual_seed(seed)
+                extra = {}
+                if inpaint is not None:
+                    extra = {"image": init_image, "mask_image": inpaint.mask, "strength": p.strength}
+                    extra.update(width=width, height=height)
+                    if control is not None:
+                        extra["control_image"] = control_image
+                elif use_img2img:
+                    extra = {"image": init_image, "strength": p.strength}
+                    if control is not None:
+                        extra.update(control_image=control_image, width=width, height=height)
+                else:
+                    extra = {"width": width, "height": height}
+                    if control is not None:
+                        extra["image"] = control_image
+                if control is not None:
+                    extra.update(control)
                 t = time.perf_counter()
-                latents = self._denoise(
-                    pipe, p, job, index, width, height, init_image if use_img2img else None, generator
-                )
+                latents = self._denoise(pipe, p, job, index, extra, generator)
                 inference_ms += _ms_since(t)
                 t = time.perf_counter()
                 image = self._decode(pipe, latents)
                 decode_ms += _ms_since(t)
             job.raise_if_cancelled()
+            if inpaint is not None:
+                image = inpaint.compose(image)
             path = _save_png(image, p.out_dir, index)
             images.append({"path": path, "seed": seed, "width": image.width, "height": image.height})
         return images, inference_ms, decode_ms
 
-    def _denoise(
-        self, pipe, p: GenerateParams, job: JobHandle, index: int, width: int, height: int, init_image, generator
-    ):
+    def _denoise(self, pipe, p: GenerateParams, job: JobHandle, index: int, extra: dict, generator):
         """Run the denoising loop; returns the final latents. Cancel is honoured between steps."""
         family = self.model.info.family
 
@@ -359,10 +548,7 @@ class Engine:
             "callback_on_step_end": on_step_end,
             "callback_on_step_end_tensor_inputs": ["latents"],
         }
-        if init_image is not None:
-            kwargs.update(image=init_image, strength=p.strength)
-        else:
-            kwargs.update(width=width, height=height)
+        kwargs.update(extra)
         latents = pipe(**kwargs).images
         job.raise_if_cancelled()
         return latents
@@ -414,6 +600,115 @@ class Engine:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+class _InpaintJob:
+    """An inpaint request's crop (the whole frame unless mask_only) at the generation size, and how a
+    generated crop goes back into the frame."""
+
+    def __init__(self, canvas, box: tuple[int, int, int, int], width: int, height: int):
+        self.canvas = canvas
+        self.box = box
+        x0, y0, x1, y1 = box
+        crop = Image.fromarray(canvas.filled[y0:y1, x0:x1])
+        mask = Image.fromarray((canvas.repaint[y0:y1, x0:x1] * 255).astype(np.uint8))
+        size = (width, height)
+        self.init = crop if crop.size == size else crop.resize(size, Image.Resampling.LANCZOS)
+        self.mask = mask if mask.size == size else mask.resize(size, Image.Resampling.NEAREST)
+
+    def compose(self, generated):
+        """The frame with ``generated`` (the crop, at the generation size) blended in through the feather."""
+        x0, y0, x1, y1 = self.box
+        size = (x1 - x0, y1 - y0)
+        if generated.size != size:
+            generated = generated.resize(size, Image.Resampling.LANCZOS)
+        full = self.canvas.rgb.copy()
+        full[y0:y1, x0:x1] = np.asarray(generated.convert("RGB"))
+        return Image.fromarray(overlay(self.canvas.rgb, full, self.canvas.feather))
+
+
+def _controlnet_folder_config(folder: str, name: str) -> dict:
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        config = None
+    if not isinstance(config, dict) or config.get("_class_name") != "ControlNetModel":
+        raise WorkerError(
+            BAD_REQUEST,
+            f"control.model {name} is not a ControlNet: expected a diffusers ControlNetModel folder "
+            "(config.json and diffusion_pytorch_model.safetensors) or a single .safetensors file.",
+        )
+    if _controlnet_weights_file(folder) is None:
+        raise WorkerError(
+            BAD_REQUEST,
+            f"control.model {name} has no safetensors weights (diffusion_pytorch_model.safetensors); "
+            "Atelier does not load pickle (.bin) weights.",
+        )
+    return config
+
+
+def _controlnet_weights_file(folder: str) -> str | None:
+    for file in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"):
+        if os.path.isfile(os.path.join(folder, file)):
+            return os.path.join(folder, file)
+    return None
+
+
+def _controlnet_family_from_config(config: dict) -> str:
+    if config.get("addition_embed_type") == "text_time":
+        return SDXL
+    if config.get("cross_attention_dim") == 1024:
+        return "sd2"
+    return SD15
+
+
+def _controlnet_family_from_file(path: str, name: str) -> str:
+    from .modelfile import _safetensors_header
+
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    try:
+        header = _safetensors_header(path, name, head, os.path.getsize(path))
+    except WorkerError as exc:
+        raise WorkerError(BAD_REQUEST, f"control.model: {exc.message}") from None
+    if header is None:
+        raise WorkerError(
+            BAD_REQUEST,
+            f"control.model {name} is not a safetensors file. Atelier loads ControlNets from .safetensors files "
+            "and diffusers folders only (pickle .pth/.ckpt files can run arbitrary code when loaded).",
+        )
+    keys = [k for k in header if k != "__metadata__"]
+    diffusers_keys = any(k.startswith("controlnet_cond_embedding.") for k in keys)
+    ldm_keys = any("input_hint_block." in k for k in keys)
+    if not (diffusers_keys or ldm_keys):
+        raise WorkerError(
+            BAD_REQUEST, f"control.model {name} is not a ControlNet (no ControlNet tensors in the safetensors file)."
+        )
+    if any(k.startswith("add_embedding.") or "label_emb." in k for k in keys):
+        return SDXL
+    return SD15
+
+
+def _write_controlnet_config(unet_config, vae_scale_factor: int, folder: str) -> None:
+    """A ControlNetModel config.json for a full-size ControlNet of the resident UNet's architecture
+    (what ``ControlNetModel.from_unet`` builds; a single file carries no config of its own)."""
+    import inspect
+
+    accepted = set(inspect.signature(ControlNetModel.__init__).parameters) - {"self"}
+    config = {k: v for k, v in dict(unet_config).items() if k in accepted}
+    # The conditioning embedding downsamples the edge map to the latent size: one stride-2 step per
+    # factor 2 of the VAE (8 -> (16, 32, 96, 256), the standard ControlNet).
+    steps = max(1, int(vae_scale_factor).bit_length() - 1)
+    config.update(
+        {
+            "_class_name": "ControlNetModel",
+            "in_channels": 4,
+            "conditioning_embedding_out_channels": [16, 32, 96, 256][: steps + 1],
+        }
+    )
+    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f)
 
 
 def _model_key(info: ModelInfo, config_dir: str | None) -> tuple:

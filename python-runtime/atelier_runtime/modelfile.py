@@ -30,7 +30,11 @@ _PIPELINE_FAMILIES = {
     "StableDiffusionImg2ImgPipeline": SD15,
     "StableDiffusionXLPipeline": SDXL,
     "StableDiffusionXLImg2ImgPipeline": SDXL,
+    "StableDiffusionInpaintPipeline": SD15,
+    "StableDiffusionXLInpaintPipeline": SDXL,
 }
+
+INPAINT_SUFFIX = "-inpaint"  # reported family of a dedicated inpainting model: "sd15-inpaint", "sdxl-inpaint"
 
 # Components whose weights a folder must hold as safetensors.
 _WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
@@ -51,6 +55,12 @@ class ModelInfo:
     family: str  # "sd15" | "sdxl"
     variant: str | None = None  # "fp16" when a folder holds only fp16-variant weight files
     keys: list[str] = field(default_factory=list, repr=False)
+    inpainting: bool = False  # a dedicated inpainting model (UNet with 9 input channels)
+
+    @property
+    def reported_family(self) -> str:
+        """The family as results report it: "sd15" | "sdxl" | "sd15-inpaint" | "sdxl-inpaint"."""
+        return self.family + INPAINT_SUFFIX if self.inpainting else self.family
 
     @property
     def name(self) -> str:
@@ -118,7 +128,7 @@ def _inspect_folder(folder: str) -> ModelInfo:
             f"The folder {name} is an SDXL refiner, which only finishes images started by a base model. "
             "Choose an SDXL base model.",
         )
-    _check_unet_config(folder, name, family)
+    inpainting = _check_unet_config(folder, name, family)
 
     variant = None
     for component in _WEIGHT_COMPONENTS:
@@ -140,7 +150,7 @@ def _inspect_folder(folder: str) -> ModelInfo:
             )
         if kind == "fp16":
             variant = "fp16"
-    return ModelInfo(path=folder, format="diffusers", family=family, variant=variant)
+    return ModelInfo(path=folder, format="diffusers", family=family, variant=variant, inpainting=inpainting)
 
 
 def _component_missing(index: dict, component: str) -> bool:
@@ -148,18 +158,28 @@ def _component_missing(index: dict, component: str) -> bool:
     return not (isinstance(entry, list) and len(entry) == 2 and entry[0] is not None)
 
 
-def _check_unet_config(folder: str, name: str, family: str) -> None:
+def _unet_in_channels(folder: str) -> int | None:
     try:
         with open(os.path.join(folder, "unet", "config.json"), encoding="utf-8") as f:
             config = json.load(f)
     except (OSError, ValueError):
-        return  # the weight check below reports a missing UNet
+        return None
+    return config.get("in_channels", 4) if isinstance(config, dict) else None
+
+
+def _check_unet_config(folder: str, name: str, family: str) -> bool:
+    """Refuse UNets Atelier cannot run; return True for a dedicated inpainting UNet (9 channels)."""
+    try:
+        with open(os.path.join(folder, "unet", "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return False  # the weight check below reports a missing UNet
     in_channels = config.get("in_channels", 4)
-    if in_channels != 4:
+    if in_channels not in (4, 9):
         raise WorkerError(
             NOT_A_MODEL,
-            f"The folder {name} is an inpainting model ({in_channels} input channels). "
-            "Atelier generates with regular (4-channel) SD 1.5 and SDXL models.",
+            f"The folder {name} has a UNet with {in_channels} input channels (an instruct-pix2pix or depth "
+            "model?). Atelier runs regular (4-channel) and inpainting (9-channel) SD 1.5 and SDXL models.",
         )
     if family == SD15 and config.get("cross_attention_dim") == 1024:
         raise WorkerError(
@@ -167,6 +187,7 @@ def _check_unet_config(folder: str, name: str, family: str) -> None:
             f"The folder {name} is a Stable Diffusion 2.x model, which Atelier does not run. "
             "Atelier runs Stable Diffusion 1.5 and SDXL models.",
         )
+    return in_channels == 9
 
 
 def _weights_kind(component_dir: str) -> str:
@@ -217,8 +238,8 @@ def _inspect_file(path: str) -> ModelInfo:
         raise WorkerError(NOT_A_MODEL, _describe_non_model(name, head))
 
     keys = [k for k in header if k != "__metadata__"]
-    family = _family_from_keys(name, keys, header)
-    return ModelInfo(path=path, format="single_file", family=family, keys=keys)
+    family, inpainting = _family_from_keys(name, keys, header)
+    return ModelInfo(path=path, format="single_file", family=family, keys=keys, inpainting=inpainting)
 
 
 def _safetensors_header(path: str, name: str, head: bytes, size: int) -> dict | None:
@@ -312,21 +333,25 @@ def _as_text(head: bytes) -> str | None:
     return text if text and printable / len(text) > 0.95 else None
 
 
-def _family_from_keys(name: str, keys: list[str], header: dict) -> str:
+def _family_from_keys(name: str, keys: list[str], header: dict) -> tuple[str, bool]:
+    """(family, inpainting) of a single-file checkpoint, or a NOT_A_MODEL error."""
     has_unet = any(k.startswith("model.diffusion_model.") for k in keys)
     if has_unet:
         in_weight = header.get("model.diffusion_model.input_blocks.0.0.weight", {})
         shape = in_weight.get("shape") if isinstance(in_weight, dict) else None
+        inpainting = False
         if isinstance(shape, list) and len(shape) == 4 and shape[1] != 4:
-            raise WorkerError(
-                NOT_A_MODEL,
-                f"{name} is an inpainting model ({shape[1]} input channels). "
-                "Atelier generates with regular (4-channel) SD 1.5 and SDXL checkpoints.",
-            )
+            if shape[1] != 9:
+                raise WorkerError(
+                    NOT_A_MODEL,
+                    f"{name} has a UNet with {shape[1]} input channels (an instruct-pix2pix or depth model?). "
+                    "Atelier runs regular (4-channel) and inpainting (9-channel) SD 1.5 and SDXL checkpoints.",
+                )
+            inpainting = True
         if any(k.startswith("conditioner.embedders.1.") for k in keys):
-            return SDXL
+            return SDXL, inpainting
         if any(k.startswith("cond_stage_model.transformer.") for k in keys):
-            return SD15
+            return SD15, inpainting
         if any(k.startswith("cond_stage_model.model.") for k in keys):
             raise WorkerError(
                 NOT_A_MODEL,
@@ -384,6 +409,7 @@ def _fmt_bytes(n: int) -> str:
 
 
 def bundled_config_dir(family: str) -> Path:
+    """``family`` is a reported family: "sd15", "sdxl", "sd15-inpaint", "sdxl-inpaint"."""
     base = os.environ.get("ATELIER_MODEL_CONFIGS_DIR")
     root = Path(base) if base else REPO_ROOT / "resources" / "model-configs"
     return root / family
@@ -391,8 +417,8 @@ def bundled_config_dir(family: str) -> Path:
 
 def resolve_config_dir(info: ModelInfo, requested: str | None) -> str:
     """The diffusers folder whose component configs a single-file checkpoint is loaded with."""
-    label = FAMILY_LABELS[info.family]
-    a_label = FAMILY_WITH_ARTICLE[info.family]
+    label = FAMILY_LABELS[info.family] + (" inpainting" if info.inpainting else "")
+    a_label = FAMILY_WITH_ARTICLE[info.family] + (" inpainting" if info.inpainting else "")
     if requested is not None:
         if not os.path.isdir(requested):
             raise WorkerError(BAD_REQUEST, f"config must be a diffusers folder, but {requested} is not a folder.")
@@ -405,9 +431,17 @@ def resolve_config_dir(info: ModelInfo, requested: str | None) -> str:
                 f"config {requested} is {FAMILY_WITH_ARTICLE[family]} folder, but {info.name} is "
                 f"{a_label} checkpoint. Pass {a_label} folder as config.",
             )
+        channels = _unet_in_channels(requested)
+        if channels is not None and (channels == 9) != info.inpainting:
+            kind = "an inpainting" if channels == 9 else "a regular (non-inpainting)"
+            raise WorkerError(
+                BAD_REQUEST,
+                f"config {requested} is {kind} model folder, but {info.name} is {a_label} checkpoint. "
+                f"Pass {a_label} folder as config.",
+            )
         return os.path.realpath(requested)
 
-    bundled = bundled_config_dir(info.family)
+    bundled = bundled_config_dir(info.reported_family)
     if (bundled / "model_index.json").is_file():
         return str(bundled)
     raise WorkerError(

@@ -15,7 +15,9 @@ from .errors import BAD_REQUEST, WorkerError
 from .samplers import SAMPLER_NAMES
 
 MEMORY_MODES = ("normal", "low", "minimal")
-MODES = ("txt2img", "img2img")
+MODES = ("txt2img", "img2img", "inpaint")
+FILLS = ("edge", "blur", "telea", "noise")
+CONTROL_TYPES = ("canny",)
 MAX_SEED = 2**53 - 1  # the largest integer a JavaScript number holds exactly
 
 DEFAULT_SAMPLER = "DPM++ 2M Karras"
@@ -23,6 +25,10 @@ DEFAULT_STEPS = 20
 DEFAULT_CFG = 7.0
 DEFAULT_STRENGTH = 0.75
 DEFAULT_PREVIEW_SIZE = 96
+DEFAULT_INPAINT_STRENGTH = 1.0
+DEFAULT_MASK_BLUR = 4
+DEFAULT_MASK_PADDING = 32
+DEFAULT_FILL = "edge"
 
 
 def _bad(message: str) -> WorkerError:
@@ -95,6 +101,15 @@ def get_choice(params: dict, name: str, choices: tuple[str, ...], *, default: st
     return value
 
 
+def get_bool(params: dict, name: str, *, default: bool) -> bool:
+    if name not in params or params[name] is None:
+        return default
+    value = params[name]
+    if not isinstance(value, bool):
+        raise _bad(f"{name} must be true or false (got {_show(value)}).")
+    return value
+
+
 def get_size(params: dict, name: str) -> int | None:
     """Width or height: a multiple of 8 from 64 to 4096; None means the model's native size."""
     value = get_int(params, name, 64, 4096)
@@ -146,6 +161,13 @@ class GenerateParams:
     preview_every: int  # 0: no previews
     preview_size: int
     memory_mode: str | None
+    # inpaint only (None / defaults otherwise)
+    mask_image: str | None = None
+    mask_blur: int = DEFAULT_MASK_BLUR
+    mask_only: bool = False
+    mask_padding: int = DEFAULT_MASK_PADDING
+    fill: str = DEFAULT_FILL
+    control: ControlParams | None = None
 
     @classmethod
     def parse(cls, params: Any) -> GenerateParams:
@@ -159,8 +181,13 @@ class GenerateParams:
         if seed + batch - 1 > MAX_SEED:
             raise _bad(f"seed + batch - 1 must be at most {MAX_SEED} (got seed {seed} with batch {batch}).")
         init_image = get_abs_path(params, "init_image")
-        if mode == "img2img" and init_image is None:
-            raise _bad("init_image is required for img2img.")
+        if mode in ("img2img", "inpaint") and init_image is None:
+            raise _bad(f"init_image is required for {mode}.")
+        inpaint = mode == "inpaint"
+        mask_image = get_abs_path(params, "mask_image")
+        if inpaint and mask_image is None:
+            raise _bad("mask_image is required for inpaint.")
+        default_strength = DEFAULT_INPAINT_STRENGTH if inpaint else DEFAULT_STRENGTH
         return cls(
             model=get_abs_path(params, "model", required=True),
             config=get_abs_path(params, "config"),
@@ -174,13 +201,103 @@ class GenerateParams:
             width=get_size(params, "width"),
             height=get_size(params, "height"),
             batch=batch,
-            strength=get_float(params, "strength", 0.0, 1.0, default=DEFAULT_STRENGTH),
-            init_image=init_image if mode == "img2img" else None,
+            strength=get_float(params, "strength", 0.0, 1.0, default=default_strength),
+            init_image=init_image if mode != "txt2img" else None,
             out_dir=get_abs_path(params, "out_dir", required=True),
             preview_every=get_int(params, "preview_every", 0, 200, default=0),
             preview_size=get_int(params, "preview_size", 16, 1024, default=DEFAULT_PREVIEW_SIZE),
             memory_mode=get_choice(params, "memory_mode", MEMORY_MODES),
+            mask_image=mask_image if inpaint else None,
+            mask_blur=get_int(params, "mask_blur", 0, 256, default=DEFAULT_MASK_BLUR),
+            mask_only=get_bool(params, "mask_only", default=False),
+            mask_padding=get_int(params, "mask_padding", 0, 4096, default=DEFAULT_MASK_PADDING),
+            fill=get_choice(params, "fill", FILLS, default=DEFAULT_FILL),
+            control=ControlParams.parse(params.get("control")),
         )
+
+
+@dataclass
+class ControlParams:
+    type: str
+    model: str
+    image: str
+    scale: float
+    start: float
+    end: float
+
+    @classmethod
+    def parse(cls, control: Any) -> ControlParams | None:
+        """``control`` of a generate request; field names in errors are prefixed (``control.scale``)."""
+        if control is None:
+            return None
+        if not isinstance(control, dict):
+            raise _bad(f"control must be a JSON object (got {_show(control)}).")
+        try:
+            kind = get_str(control, "type", required=True)
+            if kind not in CONTROL_TYPES:
+                raise _bad(f"type must be one of {', '.join(CONTROL_TYPES)} (got {_show(kind)}).")
+            parsed = cls(
+                type=kind,
+                model=get_abs_path(control, "model", required=True),
+                image=get_abs_path(control, "image", required=True),
+                scale=get_float(control, "scale", 0.0, 2.0, default=1.0),
+                start=get_float(control, "start", 0.0, 1.0, default=0.0),
+                end=get_float(control, "end", 0.0, 1.0, default=1.0),
+            )
+        except WorkerError as exc:
+            raise _bad(f"control.{exc.message}") from None
+        if parsed.start >= parsed.end:
+            raise _bad(f"control.start must be less than control.end (got {parsed.start:g} and {parsed.end:g}).")
+        return parsed
+
+
+@dataclass
+class CannyParams:
+    image: str
+    low: int
+    high: int
+    out: str
+    width: int | None
+    height: int | None
+
+    @classmethod
+    def parse(cls, params: Any) -> CannyParams:
+        params = require_params(params)
+        low = get_int(params, "low", 0, 1000, default=100)
+        high = get_int(params, "high", 0, 1000, default=200)
+        if low > high:
+            raise _bad(f"low must be at most high (got low {low} and high {high}).")
+        width = get_int(params, "width", 1, 8192)
+        height = get_int(params, "height", 1, 8192)
+        if (width is None) != (height is None):
+            raise _bad("width and height must be given together (or neither, to keep the image's size).")
+        return cls(
+            image=get_abs_path(params, "image", required=True),
+            low=low,
+            high=high,
+            out=get_abs_path(params, "out", required=True),
+            width=width,
+            height=height,
+        )
+
+
+def open_image(path: str, field_name: str):
+    """Open and fully decode an image file (a PIL image in its own mode), or BAD_REQUEST naming the field."""
+    from PIL import Image, UnidentifiedImageError
+
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise _bad(f"{field_name} {path} does not exist.")
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now, so a truncated or corrupt file fails here and not mid-generation
+            return img.copy()
+    except UnidentifiedImageError:
+        raise _bad(f"{field_name} {name} is not an image file Atelier can read (PNG, JPEG, WebP, ...).") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise _bad(
+            f"{field_name} {name} could not be decoded: {exc}. The file may be damaged or incomplete."
+        ) from None
 
 
 def load_init_image(path: str, size: tuple[int, int] | None = None):

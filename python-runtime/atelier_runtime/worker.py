@@ -3,8 +3,9 @@
     python -u -m atelier_runtime.worker
 
 Threads:
-  * a reader thread reads stdin line by line. It answers ``ping``, ``cancel`` and ``shutdown`` at
-    once and queues ``load_model`` and ``generate``; at EOF it cancels everything and stops the worker;
+  * a reader thread reads stdin line by line. It answers ``ping``, ``canny``, ``cancel`` and
+    ``shutdown`` at once (``canny`` is cheap OpenCV work, no torch) and queues ``load_model`` and
+    ``generate``; at EOF it cancels everything and stops the worker;
   * the main thread runs the queued requests one at a time (torch and diffusers stay on one thread).
 
 stdout carries protocol lines only: at start-up the real stdout is duplicated for the protocol and
@@ -35,11 +36,11 @@ from typing import BinaryIO  # noqa: E402
 
 from . import PROTOCOL_VERSION, __version__  # noqa: E402
 from .errors import BAD_REQUEST, INTERNAL, Cancelled, WorkerError  # noqa: E402
-from .params import GenerateParams, LoadParams, require_params  # noqa: E402
+from .params import CannyParams, GenerateParams, LoadParams, require_params  # noqa: E402
 from .stdio import claim_stdout  # noqa: E402
 
 QUEUED_METHODS = ("load_model", "generate")
-METHODS = ("ping", "load_model", "generate", "cancel", "shutdown")
+METHODS = ("ping", "canny", "load_model", "generate", "cancel", "shutdown")
 EOF_GRACE_S = 10.0  # after stdin closes, how long a running step may take before the worker exits anyway
 
 log = logging.getLogger("atelier.worker")
@@ -222,6 +223,8 @@ class Worker:
 
         if method == "ping":
             self._result(request_id, {})
+        elif method == "canny":
+            self._canny(request_id, params)
         elif method == "cancel":
             self._cancel(request_id, params)
         elif method == "shutdown":
@@ -244,6 +247,22 @@ class Worker:
                 request_id,
                 WorkerError(BAD_REQUEST, f'Unknown method "{method}". The methods are: {", ".join(METHODS)}.'),
             )
+
+    def _canny(self, request_id: str, params: dict) -> None:
+        """Edge map for a live preview: answered on the reader thread, even while a generation runs."""
+        try:
+            from .imaging import run_canny
+
+            result = run_canny(CannyParams.parse(params))
+        except WorkerError as exc:
+            self._error(request_id, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - never the reader thread
+            detail = traceback.format_exc()
+            log.error("canny %s failed:\n%s", request_id, detail)
+            self._error(request_id, WorkerError(INTERNAL, f"The edge map could not be made: {exc}", detail))
+            return
+        self._result(request_id, result)
 
     def _cancel(self, request_id: str, params: dict) -> None:
         target = params.get("target")

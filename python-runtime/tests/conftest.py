@@ -199,3 +199,41 @@ def copy_configs_only(model_dir: str, dest: Path) -> Path:
     """A diffusers folder without weights: what the app bundles for single-file checkpoints."""
     shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     return dest
+
+
+@pytest.fixture(scope="session")
+def sd15_controlnet(tmp_path_factory, sd15) -> dict:
+    """The tiny SD 1.5 ControlNet (from_unet of the tiny SD 1.5 UNet): a folder and a single file."""
+    from diffusers import UNet2DConditionModel
+
+    from atelier_runtime.testing.tiny import write_tiny_controlnet
+
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(sd15["diffusers"], "unet"))
+    return write_tiny_controlnet(str(tmp_path_factory.mktemp("controlnet")), unet, "sd15")
+
+
+@pytest.fixture(scope="session")
+def sdxl_controlnet(tmp_path_factory, sdxl) -> dict:
+    from diffusers import UNet2DConditionModel
+
+    from atelier_runtime.testing.tiny import write_tiny_controlnet
+
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(sdxl["diffusers"], "unet"))
+    return write_tiny_controlnet(str(tmp_path_factory.mktemp("controlnet-xl")), unet, "sdxl")
+
+
+@pytest.fixture(scope="session")
+def sd15_inpaint(tmp_path_factory) -> dict:
+    """The tiny dedicated inpainting model (9-channel UNet), built through the CLI with --controlnet."""
+    out = tmp_path_factory.mktemp("models-inpaint")
+    proc = subprocess.run(
+        [sys.executable, "-m", "atelier_runtime.testing.tiny", str(out), "--family", "sd15-inpaint", "--controlnet"],
+        cwd=str(RUNTIME_DIR),
+        env=worker_env(),
+        capture_output=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == 1, f"the CLI must print exactly one line, got {lines!r}"
+    return json.loads(lines[0])

@@ -195,7 +195,7 @@ def test_family_detection_from_keys(tmp_path, keys, family_or_message):
         assert exc.value.code == NOT_A_MODEL and family_or_message in exc.value.message
 
 
-def test_inpainting_checkpoint_is_named(tmp_path):
+def test_inpainting_checkpoint_is_recognised(tmp_path):
     path = tmp_path / "inpaint.safetensors"
     _header_only_safetensors(
         path,
@@ -204,9 +204,22 @@ def test_inpainting_checkpoint_is_named(tmp_path):
             "cond_stage_model.transformer.text_model.x": ([1], 4),
         },
     )
+    info = inspect_model_path(str(path))
+    assert (info.family, info.inpainting, info.reported_family) == ("sd15", True, "sd15-inpaint")
+
+
+def test_other_unet_input_widths_are_named(tmp_path):
+    path = tmp_path / "pix2pix.safetensors"
+    _header_only_safetensors(
+        path,
+        {
+            "model.diffusion_model.input_blocks.0.0.weight": ([320, 8, 3, 3], 4),
+            "cond_stage_model.transformer.text_model.x": ([1], 4),
+        },
+    )
     with pytest.raises(WorkerError) as exc:
         inspect_model_path(str(path))
-    assert "inpainting" in exc.value.message
+    assert exc.value.code == NOT_A_MODEL and "8 input channels" in exc.value.message
 
 
 def test_truncated_inside_the_header_and_empty_file(tmp_path):

@@ -7,7 +7,7 @@ letters and common prompt words), because nothing may be downloaded.
 
 Usage::
 
-    python -m atelier_runtime.testing.tiny OUTDIR [--family sd15|sdxl]
+    python -m atelier_runtime.testing.tiny OUTDIR [--family sd15|sdxl|sd15-inpaint] [--controlnet]
 
 writes ``OUTDIR/tiny-<family>/`` (a diffusers folder, safetensors weights) and
 ``OUTDIR/tiny-<family>.safetensors`` (the same weights in the original LDM single-file layout,
@@ -15,6 +15,12 @@ loadable with ``from_single_file(path, config=OUTDIR/tiny-<family>)``), then pri
 
     {"family": "sd15", "diffusers": "/abs/OUTDIR/tiny-sd15", "single_file": "/abs/OUTDIR/tiny-sd15.safetensors",
      "width": 64, "height": 64}
+
+``--family sd15-inpaint`` writes a dedicated inpainting model (UNet with 9 input channels, saved as a
+``StableDiffusionInpaintPipeline``). ``--controlnet`` also writes ``OUTDIR/tiny-controlnet-<base family>/``
+(``ControlNetModel.from_unet`` of the tiny UNet, a diffusers folder) and
+``OUTDIR/tiny-controlnet-<base family>.safetensors`` (the same weights in one file, diffusers keys),
+adding the keys ``"controlnet"`` and ``"controlnet_single_file"`` to the JSON line.
 """
 
 from __future__ import annotations
@@ -127,17 +133,18 @@ def _tiny_vae(scaling_factor: float, force_upcast: bool):
     )
 
 
-def build_tiny_sd15():
-    """A StableDiffusionPipeline with random tiny weights (deterministic: seeded with 0)."""
+def build_tiny_sd15(inpainting: bool = False):
+    """A StableDiffusionPipeline with random tiny weights (deterministic: seeded with 0); with
+    ``inpainting``, a StableDiffusionInpaintPipeline whose UNet takes 9 channels (latents, mask, masked image)."""
     import torch
-    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import PNDMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     tokenizer = build_tokenizer()
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
         sample_size=32,
-        in_channels=4,
+        in_channels=9 if inpainting else 4,
         out_channels=4,
         block_out_channels=(32, 64),
         layers_per_block=2,
@@ -160,7 +167,8 @@ def build_tiny_sd15():
         skip_prk_steps=True,
         steps_offset=1,
     )
-    return StableDiffusionPipeline(
+    cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
+    return cls(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -227,7 +235,10 @@ def build_tiny_sdxl():
     )
 
 
-def write_tiny_model(out_dir: str, family: str = "sd15") -> dict:
+FAMILIES = ("sd15", "sdxl", "sd15-inpaint")
+
+
+def write_tiny_model(out_dir: str, family: str = "sd15", controlnet: bool = False) -> dict:
     """Build the tiny pipeline and write both formats into ``out_dir``; return the paths."""
     from safetensors.torch import save_file
 
@@ -235,10 +246,12 @@ def write_tiny_model(out_dir: str, family: str = "sd15") -> dict:
 
     if family == "sd15":
         pipe = build_tiny_sd15()
+    elif family == "sd15-inpaint":
+        pipe = build_tiny_sd15(inpainting=True)
     elif family == "sdxl":
         pipe = build_tiny_sdxl()
     else:
-        raise ValueError(f"unknown family {family!r} (expected sd15 or sdxl)")
+        raise ValueError(f"unknown family {family!r} (expected one of {', '.join(FAMILIES)})")
 
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -247,19 +260,55 @@ def write_tiny_model(out_dir: str, family: str = "sd15") -> dict:
 
     pipe.save_pretrained(folder, safe_serialization=True)
     save_file(pipeline_to_ldm_state_dict(pipe), single_file, metadata={"format": "pt"})
-    return {"family": family, "diffusers": folder, "single_file": single_file, "width": 64, "height": 64}
+    result = {"family": family, "diffusers": folder, "single_file": single_file, "width": 64, "height": 64}
+    if controlnet:
+        result.update(write_tiny_controlnet(out_dir, pipe.unet, family.split("-")[0]))
+    return result
+
+
+def write_tiny_controlnet(out_dir: str, unet, base_family: str) -> dict:
+    """``ControlNetModel.from_unet`` of a tiny (4-channel) UNet, random zero-convolutions included, as a
+    diffusers folder and as one safetensors file with diffusers keys."""
+    import torch
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    # The tiny VAE downsamples by 2 (not 8): one stride-2 step in the conditioning embedding.
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    if unet.config.in_channels != 4:  # an inpainting UNet: the ControlNet sees the 4 latent channels only
+        torch.manual_seed(0)
+        controlnet = ControlNetModel.from_config({**dict(controlnet.config), "in_channels": 4})
+    # from_unet zero-initialises the zero convolutions (so the ControlNet would do nothing): give them
+    # small random weights so that edge maps change the image, as a trained ControlNet does.
+    torch.manual_seed(1)
+    with torch.no_grad():
+        zero_convs = [
+            *controlnet.controlnet_down_blocks,
+            controlnet.controlnet_mid_block,
+            controlnet.controlnet_cond_embedding.conv_out,
+        ]
+        for module in zero_convs:
+            module.weight.normal_(0.0, 0.5)
+            module.bias.normal_(0.0, 0.1)
+    folder = os.path.join(out_dir, f"tiny-controlnet-{base_family}")
+    single_file = folder + ".safetensors"
+    controlnet.save_pretrained(folder, safe_serialization=True)
+    save_file({k: v.contiguous() for k, v in controlnet.state_dict().items()}, single_file, metadata={"format": "pt"})
+    return {"controlnet": folder, "controlnet_single_file": single_file}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write a tiny random SD model (diffusers folder + LDM single file).")
     parser.add_argument("out_dir")
-    parser.add_argument("--family", choices=("sd15", "sdxl"), default="sd15")
+    parser.add_argument("--family", choices=FAMILIES, default="sd15")
+    parser.add_argument("--controlnet", action="store_true", help="also write a tiny ControlNet for the family")
     args = parser.parse_args(argv)
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     # Library chatter goes to stderr; stdout carries only the JSON line.
     out = claim_stdout()
-    write_json_line(out, write_tiny_model(args.out_dir, args.family))
+    write_json_line(out, write_tiny_model(args.out_dir, args.family, args.controlnet))
     return 0
 
 
