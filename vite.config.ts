@@ -12,6 +12,8 @@ export default defineConfig({
     sourcemap: true,
     // No inline scripts or styles: the CSP allows 'self' only.
     assetsInlineLimit: 0,
+    // Loaded from disk by a desktop app, not over a network: one bundle is fine.
+    chunkSizeWarningLimit: 2000,
     modulePreload: { polyfill: false },
     rollupOptions: {
       // zod ships comments Rollup cannot place; harmless, and noise in every build.

@@ -10,6 +10,10 @@ function connect() {
   client.on('jobs.changed', (job) => {
     s().applyJob(job);
     if (job.state === 'failed') s().toast('error', job.error?.message ?? 'The generation failed.');
+    if (s().canvasJobIds.includes(job.id)) {
+      if (job.state === 'done' && job.generationId) void client.call('history.get', { id: job.generationId }).then((g) => s().stageResult(job.id, g));
+      else if (job.state === 'failed' || job.state === 'cancelled') useStore.setState((st) => ({ canvasJobIds: st.canvasJobIds.filter((id) => id !== job.id) }));
+    }
   });
   client.on('jobs.progress', (p) => s().applyProgress(p));
   client.on('runtime.changed', (r) => s().setRuntime(r));

@@ -25,9 +25,39 @@ const side = z
   .max(MAX_SIDE, `must be at most ${MAX_SIDE} px`)
   .refine((v) => v % 8 === 0, 'must be a multiple of 8');
 
+/** A PNG the app stored by content hash (canvas composites, masks, control images, imports). */
+export const AssetPath = z.string().regex(/^assets\/[0-9a-f]{2}\/[0-9a-f]{64}\.png$/, 'is not an asset path');
+
+export const FrameRect = z.object({ x: z.number().int(), y: z.number().int(), width: side, height: side });
+export type FrameRect = z.infer<typeof FrameRect>;
+
+/** What the canvas sends: the frame's composite (transparent where the canvas is empty) and the mask. */
+export const CanvasInputs = z.object({
+  frame: FrameRect,
+  init: AssetPath,
+  /** White = repaint. Null: only the empty (transparent) area is generated (outpainting). */
+  mask: AssetPath.nullable().default(null),
+  maskBlur: z.number().int().min(0).max(256).default(8),
+  maskOnly: z.boolean().default(false),
+  maskPadding: z.number().int().min(0).max(1024).default(32),
+  fill: z.enum(['edge', 'blur', 'telea', 'noise']).default('edge'),
+});
+export type CanvasInputs = z.infer<typeof CanvasInputs>;
+
+export const ControlInputs = z.object({
+  type: z.literal('canny').default('canny'),
+  /** A ControlNet in the model library. */
+  modelId: z.string().min(1),
+  image: AssetPath,
+  scale: z.number().min(0).max(2).default(1),
+  start: z.number().min(0).max(1).default(0),
+  end: z.number().min(0).max(1).default(1),
+});
+export type ControlInputs = z.infer<typeof ControlInputs>;
+
 export const GenerateParams = z
   .object({
-    mode: z.enum(['txt2img', 'img2img']).default('txt2img'),
+    mode: z.enum(['txt2img', 'img2img', 'inpaint']).default('txt2img'),
     prompt: z.string().trim().min(1, 'is empty: describe the image').max(20000),
     negativePrompt: z.string().max(20000).default(''),
     /** Id of a row in the model library. */
@@ -43,10 +73,19 @@ export const GenerateParams = z
     strength: z.number().min(0).max(1).default(0.75),
     /** img2img only: a history image used as the starting point. */
     initImageId: z.string().optional(),
+    /** Canvas generations: the frame's composite, mask and fill (img2img or inpaint). */
+    canvas: CanvasInputs.optional(),
+    control: ControlInputs.optional(),
   })
   .superRefine((p, ctx) => {
-    if (p.mode === 'img2img' && !p.initImageId) {
+    if (p.mode === 'img2img' && !p.initImageId && !p.canvas) {
       ctx.addIssue({ code: 'custom', path: ['initImageId'], message: 'is required for img2img: choose a starting image' });
+    }
+    if (p.mode === 'inpaint' && !p.canvas) {
+      ctx.addIssue({ code: 'custom', path: ['canvas'], message: 'is required for inpainting: paint a mask on the canvas' });
+    }
+    if (p.control && p.control.end < p.control.start) {
+      ctx.addIssue({ code: 'custom', path: ['control', 'end'], message: 'must not be before start' });
     }
   });
 export type GenerateParams = z.infer<typeof GenerateParams>;
@@ -204,6 +243,8 @@ export type AppInfo = z.infer<typeof AppInfo>;
 // ----------------------------------------------------------------- the table
 
 const none = z.object({}).strict().default({});
+/** 48 MB of PNG, base64-encoded: a 4096×4096 RGBA composite fits. */
+export const MAX_ASSET_BASE64 = 64 * 1024 * 1024;
 const byId = z.object({ id: z.string().min(1).max(200) }).strict();
 
 export const methods = {
@@ -219,6 +260,18 @@ export const methods = {
   'runtime.provision': { input: z.object({ repair: z.boolean().default(false) }).strict(), output: RuntimeStatus },
   'runtime.restart': { input: none, output: RuntimeStatus },
   'jobs.submit': { input: GenerateParams, output: Job },
+  /** Store a PNG (base64) by content hash; returns its library-relative path. */
+  'assets.put': {
+    input: z.object({ png: z.string().min(8).max(MAX_ASSET_BASE64) }).strict(),
+    output: z.object({ path: AssetPath, width: z.number().int(), height: z.number().int() }),
+  },
+  /** Canny edges of an asset or history image, as a new asset (white edges on black). */
+  'canvas.canny': {
+    input: z
+      .object({ image: z.string().min(1).max(300), low: z.number().int().min(0).max(1000).default(100), high: z.number().int().min(0).max(1000).default(200), width: side.optional(), height: side.optional() })
+      .strict(),
+    output: z.object({ path: AssetPath, width: z.number().int(), height: z.number().int(), edgeFraction: z.number() }),
+  },
   'jobs.cancel': { input: byId, output: z.object({ cancelled: z.boolean() }) },
   'jobs.list': { input: none, output: z.array(Job) },
 } as const;

@@ -3,6 +3,8 @@
  * the contract's handler table and the event hub. Electron's shell, the web
  * mode, the CLI and the tests all start Atelier through here.
  */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { AppInfo } from '../../shared/contract';
 import { createDispatcher, EventHub, type Dispatch, type Handlers } from '../host/dispatcher';
@@ -105,6 +107,17 @@ export function createServices(opts: ServicesOptions): Services {
     'jobs.submit': (params) => jobs.submit(params),
     'jobs.cancel': async ({ id }) => ({ cancelled: await jobs.cancel(id) }),
     'jobs.list': () => jobs.list(),
+    'assets.put': ({ png }) => history.putAsset(Buffer.from(png, 'base64')),
+    'canvas.canny': async ({ image, low, high, width, height }) => {
+      const out = path.join(opts.dataDir, 'jobs', `canny-${randomUUID()}.png`);
+      try {
+        const r = await runtime.canny({ image: history.requireFile(image), low, high, out, ...(width && height ? { width, height } : {}) });
+        const asset = history.putAsset(fs.readFileSync(r.path));
+        return { ...asset, edgeFraction: r.edge_fraction };
+      } finally {
+        fs.rmSync(out, { force: true });
+      }
+    },
   };
 
   return {

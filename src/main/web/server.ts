@@ -33,7 +33,8 @@ export interface WebServer {
 }
 
 const COOKIE = 'atelier_token';
-export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+// Room for one canvas asset (64 MB of base64) plus its envelope; everything else is tiny.
+export const MAX_FRAME_BYTES = 72 * 1024 * 1024;
 
 
 

@@ -1,4 +1,5 @@
 import { useEffect } from 'react';
+import { CanvasPage, loadImage } from '../features/canvas/CanvasPage';
 import { GalleryPage } from '../features/gallery/GalleryPage';
 import { GeneratePanel } from '../features/generate/GeneratePanel';
 import { QueueList, Stage } from '../features/jobs/Stage';
@@ -8,8 +9,9 @@ import type { Route } from './uiSlice';
 
 const NAV: { route: Route; label: string; icon: string; key: string }[] = [
   { route: 'generate', label: 'Generate', icon: '✦', key: '1' },
-  { route: 'gallery', label: 'Gallery', icon: '▦', key: '2' },
-  { route: 'settings', label: 'Settings', icon: '⚙', key: '3' },
+  { route: 'canvas', label: 'Canvas', icon: '◩', key: '2' },
+  { route: 'gallery', label: 'Gallery', icon: '▦', key: '3' },
+  { route: 'settings', label: 'Settings', icon: '⚙', key: '4' },
 ];
 
 function StatusBar() {
@@ -49,12 +51,15 @@ function useShortcuts() {
       const mod = e.ctrlKey || e.metaKey;
       if (mod && e.key === 'Enter') {
         e.preventDefault();
-        if (s.route !== 'generate') s.go('generate');
-        void s.submit();
-      } else if (mod && ['1', '2', '3'].includes(e.key)) {
+        if (s.route === 'canvas') void s.submitCanvas(loadImage);
+        else {
+          if (s.route !== 'generate') s.go('generate');
+          void s.submit();
+        }
+      } else if (mod && ['1', '2', '3', '4'].includes(e.key)) {
         e.preventDefault();
         s.go(NAV[Number(e.key) - 1].route);
-      } else if (e.key === 'Escape' && s.route === 'generate') {
+      } else if (e.key === 'Escape' && (s.route === 'generate' || (s.route === 'canvas' && !s.staged))) {
         const running = s.jobs.find((j) => j.state === 'running');
         if (running) void s.cancelJob(running.id);
       }
@@ -95,6 +100,12 @@ export function App() {
             <GeneratePanel />
             <Stage />
             <QueueList />
+          </div>
+        )}
+        {route === 'canvas' && (
+          <div className="canvas-layout">
+            <GeneratePanel variant="canvas" />
+            <CanvasPage />
           </div>
         )}
         {route === 'gallery' && <GalleryPage />}

@@ -4,13 +4,14 @@
  * read with single-value selectors so only the progress area re-renders.
  */
 import { create } from 'zustand';
+import { createCanvasSlice, type CanvasSlice } from '../features/canvas/slice';
 import { createGallerySlice, type GallerySlice } from '../features/gallery/slice';
 import { createGenerateSlice, type GenerateSlice } from '../features/generate/slice';
 import { createJobsSlice, type JobsSlice } from '../features/jobs/slice';
 import { createSettingsSlice, type SettingsSlice } from '../features/settings/slice';
 import { createUiSlice, type UiSlice } from './uiSlice';
 
-export type AppState = UiSlice & GenerateSlice & JobsSlice & GallerySlice & SettingsSlice;
+export type AppState = UiSlice & GenerateSlice & JobsSlice & GallerySlice & SettingsSlice & CanvasSlice;
 export type SliceCreator<T> = (set: (partial: Partial<AppState> | ((s: AppState) => Partial<AppState>)) => void, get: () => AppState) => T;
 
 export const useStore = create<AppState>()((set, get) => ({
@@ -19,4 +20,5 @@ export const useStore = create<AppState>()((set, get) => ({
   ...createJobsSlice(set, get),
   ...createGallerySlice(set, get),
   ...createSettingsSlice(set, get),
+  ...createCanvasSlice(set, get),
 }));

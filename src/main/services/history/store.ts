@@ -354,6 +354,35 @@ export class HistoryStore {
     return removed;
   }
 
+  // ------------------------------------------------------------------ assets
+
+  /**
+   * Store a PNG by content hash under assets/ (canvas composites, masks, control
+   * images, imports). The same bytes always give the same path, so a generation
+   * that names an asset can be reproduced as long as the library exists.
+   */
+  putAsset(data: Uint8Array): { path: string; width: number; height: number } {
+    let size: { width: number; height: number };
+    try {
+      size = pngSize(data);
+    } catch (err) {
+      throw new AtelierError('BAD_REQUEST', `That image is not a valid PNG (${(err as Error).message}).`);
+    }
+    if (size.width * size.height > 8192 * 8192) throw new AtelierError('BAD_REQUEST', `That image is ${size.width}×${size.height}: larger than Atelier handles (8192×8192).`);
+    const hash = sha256(data);
+    const rel = `assets/${hash.slice(0, 2)}/${hash}.png`;
+    const abs = path.join(this.dir, ...rel.split('/'));
+    if (!fs.existsSync(abs)) writeFileAtomic(abs, data);
+    return { path: rel, ...size };
+  }
+
+  /** Absolute path of an asset or library image given by its library-relative path; NOT_FOUND otherwise. */
+  requireFile(rel: string): string {
+    const abs = this.resolveFile(rel);
+    if (!abs || !(rel.startsWith('assets/') || rel.startsWith('images/'))) throw new AtelierError('NOT_FOUND', `No file ${rel} in the library.`);
+    return abs;
+  }
+
   // ------------------------------------------------------------------ models
 
   upsertModel(m: Omit<ModelRecord, 'id' | 'addedAt'>): ModelRecord {

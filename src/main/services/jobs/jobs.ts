@@ -13,6 +13,7 @@ import type { HistoryStore } from '../history/store';
 import type { ModelsService } from '../models/models';
 import type { RuntimeService } from '../runtime/runtime';
 import type { SettingsService } from '../settings/settings';
+import { solidPng } from '../../lib/png';
 
 export interface JobsOptions {
   history: HistoryStore;
@@ -48,7 +49,17 @@ export class JobsService {
   submit(params: GenerateParams): Job {
     const model = this.opts.models.get(params.modelId); // MODEL_NOT_FOUND before anything is queued
     if (model.kind !== 'checkpoint') throw new AtelierError('BAD_REQUEST', `${model.name} is a ${model.kind}, not a checkpoint: pick a checkpoint to generate with.`);
-    if (params.mode === 'img2img') this.opts.history.getImage(params.initImageId!); // NOT_FOUND early
+    // Inputs that do not exist fail now, before anything is queued.
+    if (params.mode === 'img2img' && !params.canvas) this.opts.history.getImage(params.initImageId!);
+    if (params.canvas) {
+      this.opts.history.requireFile(params.canvas.init);
+      if (params.canvas.mask) this.opts.history.requireFile(params.canvas.mask);
+    }
+    if (params.control) {
+      const cn = this.opts.models.get(params.control.modelId);
+      if (cn.kind !== 'controlnet') throw new AtelierError('BAD_REQUEST', `${cn.name} is a ${cn.kind}, not a ControlNet.`);
+      this.opts.history.requireFile(params.control.image);
+    }
     const job: Job = {
       id: randomUUID(),
       state: 'queued',
@@ -58,7 +69,7 @@ export class JobsService {
       startedAt: null,
       finishedAt: null,
       step: 0,
-      total: params.mode === 'img2img' ? Math.max(1, Math.floor(params.steps * params.strength)) : params.steps,
+      total: params.mode === 'txt2img' ? params.steps : Math.max(1, Math.floor(params.steps * params.strength)),
       imageIndex: 0,
       generationId: null,
       error: null,
@@ -127,9 +138,30 @@ export class JobsService {
     const outDir = path.join(this.opts.jobsDir, job.id);
     try {
       const model = this.opts.models.get(p.modelId);
-      const init = p.mode === 'img2img' ? this.opts.history.getImage(p.initImageId!) : null;
+      const init = p.mode === 'img2img' && !p.canvas ? this.opts.history.getImage(p.initImageId!) : null;
       const settings = this.opts.settings.get();
       fs.mkdirSync(outDir, { recursive: true });
+      const inputs: Record<string, unknown> = {};
+      if (init) Object.assign(inputs, { strength: p.strength, init_image: init.absPath });
+      if (p.canvas) {
+        const c = p.canvas;
+        // Nothing painted: the worker still needs a mask; the empty (transparent) area joins it there.
+        const mask = c.mask ?? this.opts.history.putAsset(solidPng(c.frame.width, c.frame.height, [0])).path;
+        Object.assign(inputs, { strength: p.strength, init_image: this.opts.history.requireFile(c.init) });
+        if (p.mode === 'inpaint') {
+          Object.assign(inputs, {
+            mask_image: this.opts.history.requireFile(mask),
+            mask_blur: c.maskBlur,
+            mask_only: c.maskOnly,
+            mask_padding: c.maskPadding,
+            fill: c.fill,
+          });
+        }
+      }
+      if (p.control) {
+        const cn = this.opts.models.get(p.control.modelId);
+        inputs.control = { type: 'canny', model: cn.path, image: this.opts.history.requireFile(p.control.image), scale: p.control.scale, start: p.control.start, end: p.control.end };
+      }
       const result = await this.opts.runtime.generate(
         job.id,
         {
@@ -144,7 +176,7 @@ export class JobsService {
           width: p.width,
           height: p.height,
           batch: p.batch,
-          ...(init ? { strength: p.strength, init_image: init.absPath } : {}),
+          ...inputs,
           out_dir: outDir,
           preview_every: settings.previewEvery,
           preview_size: 128,
@@ -179,8 +211,8 @@ export class JobsService {
         width: p.width,
         height: p.height,
         batch: p.batch,
-        strength: p.mode === 'img2img' ? p.strength : null,
-        control: null,
+        strength: p.mode === 'txt2img' ? null : p.strength,
+        control: p.canvas || p.control ? { canvas: p.canvas ?? null, control: p.control ?? null } : null,
         loras: [],
         device: result.device ? `${result.device}/${result.dtype}` : null,
         timings: result.timings,

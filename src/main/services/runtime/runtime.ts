@@ -278,6 +278,12 @@ export class RuntimeService {
     return worker.request<GenerateResult>('generate', request, onEvent, id).done;
   }
 
+  /** Canny edges through the worker (answered at once, even while a generation runs). */
+  async canny(params: { image: string; low: number; high: number; out: string; width?: number; height?: number }): Promise<{ path: string; width: number; height: number; edge_fraction: number }> {
+    const worker = await this.ensureStarted();
+    return worker.request<{ path: string; width: number; height: number; edge_fraction: number }>('canny', params).done;
+  }
+
   async cancel(id: string): Promise<boolean> {
     const w = this.worker;
     if (!w?.isAlive) return false;

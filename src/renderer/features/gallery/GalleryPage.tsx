@@ -12,6 +12,26 @@ function Param({ k, v }: { k: string; v: React.ReactNode }) {
   );
 }
 
+/** The canvas inputs a generation was made with (frame, mask, control), in a line. */
+function canvasInputs(g: Generation): React.ReactNode {
+  const c = g.control as { canvas?: { frame: { x: number; y: number; width: number; height: number }; mask: string | null; maskOnly: boolean }; control?: { scale: number } } | null;
+  if (!c) return null;
+  const parts: React.ReactNode[] = [];
+  if (c.canvas) {
+    const f = c.canvas.frame;
+    parts.push(`frame ${f.width}×${f.height} at ${f.x},${f.y}`);
+    if (c.canvas.mask) parts.push(<a key="m" href={client.fileUrl(c.canvas.mask)} target="_blank" rel="noreferrer">mask</a>);
+    if (c.canvas.maskOnly) parts.push('mask only');
+  }
+  if (c.control) parts.push(`canny control × ${c.control.scale}`);
+  return parts.map((p, i) => (
+    <span key={i}>
+      {i > 0 && ' · '}
+      {p}
+    </span>
+  ));
+}
+
 export function Detail({ g }: { g: Generation }) {
   const [armed, setArmed] = useState(false);
   const img = g.images[0];
@@ -29,6 +49,11 @@ export function Detail({ g }: { g: Generation }) {
         {img && (
           <button type="button" onClick={() => useStore.getState().useAsInit(img.id, img.path)}>
             Use as starting image
+          </button>
+        )}
+        {img && (
+          <button type="button" onClick={() => useStore.getState().sendToCanvas(img.path, img.width, img.height, `seed ${img.seed}`)}>
+            Send to canvas
           </button>
         )}
         <button
@@ -55,6 +80,7 @@ export function Detail({ g }: { g: Generation }) {
         <Param k="Seed" v={g.images.map((i) => i.seed).join(', ')} />
         <Param k="Size" v={`${g.width} × ${g.height}`} />
         {g.strength != null && <Param k="Strength" v={g.strength} />}
+        {canvasInputs(g) && <Param k="Canvas" v={canvasInputs(g)} />}
         <Param k="Backend" v={g.backend} />
         {g.device && <Param k="Device" v={g.device} />}
         {g.timings.total_ms != null && <Param k="Time" v={`${(g.timings.total_ms / 1000).toFixed(2)} s`} />}

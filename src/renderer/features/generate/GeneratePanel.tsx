@@ -2,6 +2,7 @@ import { useMemo } from 'react';
 import { MAX_SEED, SAMPLERS, type Sampler } from '../../../shared/contract';
 import { useStore } from '../../app/store';
 import { client } from '../../lib/client';
+import { loadImage } from '../canvas/CanvasPage';
 import { SIZE_PRESETS } from './presets';
 
 function Field({ label, error, children, hint }: { label: string; error?: string; hint?: string; children: React.ReactNode }) {
@@ -41,7 +42,8 @@ function LockIcon({ locked }: { locked: boolean }) {
   );
 }
 
-export function GeneratePanel() {
+export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas' }) {
+  const canvas = variant === 'canvas';
   const form = useStore((s) => s.form);
   const errors = useStore((s) => s.fieldErrors);
   const seedLocked = useStore((s) => s.seedLocked);
@@ -58,9 +60,11 @@ export function GeneratePanel() {
       aria-label="Generate"
       onSubmit={(e) => {
         e.preventDefault();
-        void submit();
+        if (canvas) void useStore.getState().submitCanvas(loadImage);
+        else void submit();
       }}
     >
+      {!canvas && (
       <div className="mode-switch" role="tablist" aria-label="Mode">
         {(['txt2img', 'img2img'] as const).map((m) => (
           <button key={m} type="button" role="tab" aria-selected={form.mode === m} className={form.mode === m ? 'active' : ''} onClick={() => setField('mode', m)}>
@@ -68,6 +72,7 @@ export function GeneratePanel() {
           </button>
         ))}
       </div>
+      )}
 
       <Field label="Prompt" error={errors.prompt} hint="Ctrl+Enter to generate">
         <textarea
@@ -83,7 +88,7 @@ export function GeneratePanel() {
         <textarea name="negativePrompt" rows={2} placeholder="blurry, low quality" value={form.negativePrompt} onChange={(e) => setField('negativePrompt', e.target.value)} />
       </Field>
 
-      {form.mode === 'img2img' && (
+      {!canvas && form.mode === 'img2img' && (
         <div className="init-image">
           {form.initImagePath ? (
             <img src={client.fileUrl(form.initImagePath)} alt="Starting image" />
@@ -144,6 +149,8 @@ export function GeneratePanel() {
         </div>
       </Field>
 
+      {!canvas && (
+      <>
       <Field label="Size" error={errors.width ?? errors.height}>
         <select
           name="sizePreset"
@@ -192,10 +199,19 @@ export function GeneratePanel() {
           <NumberInput name="batch" value={form.batch} min={1} max={16} onChange={(v) => setField('batch', v)} />
         </Field>
       </div>
+      </>
+      )}
+      {canvas && (
+        <Field label="Batch" error={errors.batch}>
+          <NumberInput name="batch" value={form.batch} min={1} max={16} onChange={(v) => setField('batch', v)} />
+        </Field>
+      )}
 
-      <button type="submit" className="primary generate-button">
-        Generate
-      </button>
+      {!canvas && (
+        <button type="submit" className="primary generate-button">
+          Generate
+        </button>
+      )}
     </form>
   );
 }

@@ -1,0 +1,132 @@
+/**
+ * Canvas state in the store: the canvas options that are not document edits
+ * (generation settings of the canvas, staging of results). The document and
+ * its undo history live in the headless editor (`editorInstance`).
+ */
+import { GenerateParams, type Generation, type ModelRecord } from '../../../shared/contract';
+import type { SliceCreator } from '../../app/store';
+import { client } from '../../lib/client';
+import { randomSeed } from '../generate/slice';
+import { CanvasEditor } from './document/editor';
+import { compositeCanvas, controlCanvas, isEmpty, isOpaque, maskCanvas, pngBase64, type ImageSource } from './render/rasterize';
+
+export const canvasEditor = new CanvasEditor();
+
+export interface CanvasOptions {
+  maskOnly: boolean;
+  maskPadding: number;
+  fill: 'edge' | 'blur' | 'telea' | 'noise';
+  controlModelId: string;
+  cannyLow: number;
+  cannyHigh: number;
+}
+
+export interface StagedResult {
+  jobId: string;
+  generation: Generation;
+  index: number;
+}
+
+export interface CanvasSlice {
+  canvasOptions: CanvasOptions;
+  /** Canvas jobs waiting for their result to be staged. */
+  canvasJobIds: string[];
+  staged: StagedResult | null;
+  canvasBusy: boolean;
+  setCanvasOption<K extends keyof CanvasOptions>(key: K, value: CanvasOptions[K]): void;
+  submitCanvas(load: ImageSource, opts?: { seed?: number }): Promise<void>;
+  stageResult(jobId: string, generation: Generation): void;
+  acceptStaged(): void;
+  discardStaged(): void;
+  retryStaged(load: ImageSource): Promise<void>;
+  stageIndex(i: number): void;
+  sendToCanvas(path: string, width: number, height: number, name: string): void;
+}
+
+export function controlNets(models: ModelRecord[]): ModelRecord[] {
+  return models.filter((m) => m.kind === 'controlnet');
+}
+
+export const createCanvasSlice: SliceCreator<CanvasSlice> = (set, get) => ({
+  canvasOptions: { maskOnly: false, maskPadding: 32, fill: 'edge', controlModelId: '', cannyLow: 100, cannyHigh: 200 },
+  canvasJobIds: [],
+  staged: null,
+  canvasBusy: false,
+  setCanvasOption: (key, value) => set((s) => ({ canvasOptions: { ...s.canvasOptions, [key]: value } })),
+
+  /**
+   * The frame becomes a generation: nothing under it → txt2img; covered and
+   * nothing painted → img2img of the composite; a mask or empty areas → inpaint
+   * (empty areas are outpainted).
+   */
+  submitCanvas: async (load, opts = {}) => {
+    const { form, canvasOptions: o, seedLocked } = get();
+    const doc = canvasEditor.doc;
+    set({ canvasBusy: true });
+    try {
+      const composite = await compositeCanvas(doc, load);
+      const mask = maskCanvas(doc);
+      const control = await controlCanvas(doc, load);
+      const empty = isEmpty(composite);
+      const opaque = !empty && isOpaque(composite);
+      const mode = empty ? 'txt2img' : !mask && opaque ? 'img2img' : 'inpaint';
+      const put = async (c: HTMLCanvasElement) => (await client.call('assets.put', { png: await pngBase64(c) })).path;
+      let controlInputs;
+      if (control) {
+        const modelId = o.controlModelId || controlNets(get().models)[0]?.id;
+        if (!modelId) throw new Error('The control layer is on, but there is no ControlNet in the library: add one, or turn the control layer off.');
+        controlInputs = { type: 'canny' as const, modelId, image: await put(control), scale: doc.control.scale, start: doc.control.start, end: doc.control.end };
+      }
+      const seed = opts.seed ?? form.seed;
+      const params = GenerateParams.parse({
+        ...form,
+        seed,
+        mode,
+        width: doc.frame.width,
+        height: doc.frame.height,
+        strength: mode === 'inpaint' && form.mode !== 'img2img' ? Math.max(form.strength, 0.99) : form.strength,
+        initImageId: undefined,
+        canvas:
+          mode === 'txt2img'
+            ? undefined
+            : { frame: doc.frame, init: await put(composite), mask: mask ? await put(mask) : null, maskBlur: doc.mask.feather, maskOnly: o.maskOnly, maskPadding: o.maskPadding, fill: o.fill },
+        control: controlInputs,
+      });
+      const job = await client.call('jobs.submit', params);
+      set((s) => ({ canvasJobIds: [...s.canvasJobIds, job.id] }));
+      if (!seedLocked && opts.seed === undefined) set((s) => ({ form: { ...s.form, seed: randomSeed() } }));
+    } catch (err) {
+      get().toast('error', (err as Error).message);
+    } finally {
+      set({ canvasBusy: false });
+    }
+  },
+
+  stageResult: (jobId, generation) => {
+    if (!get().canvasJobIds.includes(jobId)) return;
+    set((s) => ({ canvasJobIds: s.canvasJobIds.filter((id) => id !== jobId), staged: { jobId, generation, index: 0 } }));
+  },
+  stageIndex: (index) => set((s) => (s.staged ? { staged: { ...s.staged, index } } : s)),
+  acceptStaged: () => {
+    const st = get().staged;
+    if (!st) return;
+    const img = st.generation.images[st.index];
+    const frame = (st.generation.control as { canvas?: { frame: { x: number; y: number; width: number; height: number } } } | null)?.canvas?.frame ?? canvasEditor.doc.frame;
+    canvasEditor.addImage({ name: `seed ${img.seed}`, src: img.path, x: frame.x, y: frame.y, width: frame.width, height: frame.height });
+    canvasEditor.clearMask();
+    set({ staged: null });
+  },
+  discardStaged: () => set({ staged: null }),
+  retryStaged: async (load) => {
+    set({ staged: null });
+    await get().submitCanvas(load, { seed: randomSeed() });
+  },
+  sendToCanvas: (path, width, height, name) => {
+    const doc = canvasEditor.doc;
+    const fresh = doc.images.length === 0;
+    const f = doc.frame;
+    canvasEditor.addImage({ name, src: path, x: fresh ? 0 : f.x, y: fresh ? 0 : f.y, width, height });
+    if (fresh) canvasEditor.setFrame({ x: 0, y: 0, width, height });
+    set({ route: 'canvas' });
+  },
+});
