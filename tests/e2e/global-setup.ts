@@ -21,7 +21,7 @@ export default async function globalSetup() {
   const models = path.join(root, 'models');
   const data = path.join(root, 'data');
   fs.mkdirSync(data, { recursive: true });
-  execFileSync(python, ['-m', 'atelier_runtime.testing.tiny', models], {
+  execFileSync(python, ['-m', 'atelier_runtime.testing.tiny', models, '--controlnet'], {
     cwd: path.join(ROOT, 'python-runtime'),
     env: { ...process.env, PYTHONPATH: path.join(ROOT, 'python-runtime') },
     stdio: ['ignore', 'ignore', 'inherit'],

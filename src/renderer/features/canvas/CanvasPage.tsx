@@ -1,20 +1,40 @@
 import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import { useStore } from '../../app/store';
+import { SIZE_PRESETS } from '../generate/presets';
 import { client } from '../../lib/client';
 import type { ToolName } from './document/editor';
 import { KonvaView } from './render/KonvaView';
 import { pngBase64 } from './render/rasterize';
 import { canvasEditor, controlNets } from './slice';
 
-const TOOLS: { tool: ToolName; label: string; key: string; icon: string }[] = [
-  { tool: 'move', label: 'Move / pan', key: 'V', icon: '✋' },
-  { tool: 'brush', label: 'Mask brush', key: 'B', icon: '●' },
-  { tool: 'eraser', label: 'Mask eraser', key: 'E', icon: '○' },
-  { tool: 'rect', label: 'Rectangle to mask', key: 'M', icon: '▭' },
-  { tool: 'lasso', label: 'Lasso to mask', key: 'L', icon: '➰' },
-  { tool: 'frame', label: 'Generation frame', key: 'F', icon: '⬚' },
-  { tool: 'pen', label: 'Control pen (edges)', key: 'P', icon: '✎' },
+// Icons as small SVG paths: emoji glyphs are missing from many Linux fonts.
+const ICONS: Record<ToolName, string> = {
+  move: 'M8 1v14M1 8h14M8 1 5.5 3.5M8 1l2.5 2.5M8 15l-2.5-2.5M8 15l2.5-2.5M1 8l2.5-2.5M1 8l2.5 2.5M15 8l-2.5-2.5M15 8l-2.5 2.5',
+  brush: 'M3 13c2 0 3-1 3-2.5S7 8 8.5 8 11 9 11 10.5 9 14 3 13zM9 7.5l5-5',
+  eraser: 'M2 11l6-6 5 5-4 4H5zM6 14h8',
+  rect: 'M2.5 3.5h11v9h-11z',
+  lasso: 'M8 3c3.5 0 6 1.5 6 3.5S11.5 10 8 10 2 8.5 2 6.5 4.5 3 8 3zM5 9.5c-1 1.5-.5 3 1 3.5',
+  frame: 'M1 4h3M4 1v3M12 1v3M12 4h3M1 12h3M4 12v3M12 12h3M12 12v3M4 4h8v8H4z',
+  pen: 'M2 14l1-4 8-8 3 3-8 8zM10 3l3 3',
+};
+
+const TOOLS: { tool: ToolName; label: string; key: string }[] = [
+  { tool: 'move', label: 'Move / pan', key: 'V' },
+  { tool: 'brush', label: 'Mask brush', key: 'B' },
+  { tool: 'eraser', label: 'Mask eraser', key: 'E' },
+  { tool: 'rect', label: 'Rectangle to mask', key: 'M' },
+  { tool: 'lasso', label: 'Lasso to mask', key: 'L' },
+  { tool: 'frame', label: 'Generation frame', key: 'F' },
+  { tool: 'pen', label: 'Control pen (edges)', key: 'P' },
 ];
+
+function ToolIcon({ tool }: { tool: ToolName }) {
+  return (
+    <svg width="16" height="16" viewBox="0 0 16 16" aria-hidden fill="none" stroke="currentColor" strokeWidth="1.4" strokeLinecap="round" strokeLinejoin="round">
+      <path d={ICONS[tool]} />
+    </svg>
+  );
+}
 
 /** Re-render when the editor changes (tool, brush, undo state), reading plain values. */
 function useEditor<T>(select: () => T): T {
@@ -58,7 +78,7 @@ function Toolbar() {
     <div className="canvas-toolbar" role="toolbar" aria-label="Canvas tools">
       {TOOLS.map((t) => (
         <button key={t.tool} type="button" className={`icon${tool === t.tool ? ' active' : ''}`} aria-pressed={tool === t.tool} title={`${t.label} (${t.key})`} aria-label={t.label} onClick={() => canvasEditor.setTool(t.tool)}>
-          {t.icon}
+          <ToolIcon tool={t.tool} />
         </button>
       ))}
       <span className="sep" />
@@ -176,8 +196,34 @@ function CanvasSettings() {
           <option value="noise">Noise</option>
         </select>
       </label>
+      <label className="field">
+        <span className="field-label">Frame size</span>
+        <select
+          aria-label="Frame size"
+          value={`${frame.width}x${frame.height}`}
+          onChange={(e) => {
+            const [width, height] = e.target.value.split('x').map(Number);
+            if (width && height) canvasEditor.setFrame({ ...frame, width, height });
+          }}
+        >
+          {!SIZE_PRESETS.some((g) => g.presets.some((p) => p.width === frame.width && p.height === frame.height)) && (
+            <option value={`${frame.width}x${frame.height}`}>
+              {frame.width} × {frame.height}
+            </option>
+          )}
+          {SIZE_PRESETS.map((g) => (
+            <optgroup key={g.family} label={g.family}>
+              {g.presets.map((p) => (
+                <option key={p.label} value={`${p.width}x${p.height}`}>
+                  {p.label}
+                </option>
+              ))}
+            </optgroup>
+          ))}
+        </select>
+      </label>
       <p className="muted small">
-        Frame {frame.width}×{frame.height} at {frame.x}, {frame.y}
+        Frame {frame.width}×{frame.height} at {frame.x}, {frame.y} · drag it with the frame tool (F)
       </p>
 
       <h3>Control (canny edges)</h3>

@@ -50,7 +50,7 @@ export class KonvaView {
   private drawnControl: string[] = [];
   private imageNodes = new Map<string, Konva.Image>();
   private bitmaps = new Map<string, Promise<HTMLImageElement>>();
-  private stagedNode = new Konva.Image({ image: undefined, listening: false });
+  private stagedNode = new Konva.Image({ image: undefined, listening: false, visible: false });
   private unsubscribe: () => void;
   private lastDoc: unknown = null;
   private lastEdges: string | null = null;
@@ -102,7 +102,10 @@ export class KonvaView {
     this.overlay.batchDraw();
   }
 
+  /** Show a staged result over the frame; the mask hides meanwhile so the result reads clearly. */
   setStaged(src: string | null): void {
+    this.maskLayer.visible(!src && this.editor.doc.mask.visible);
+    this.maskLayer.batchDraw();
     if (!src) {
       this.stagedNode.visible(false);
       this.stagingLayer.batchDraw();
@@ -124,7 +127,7 @@ export class KonvaView {
       this.lastDoc = doc;
       this.syncImages(doc.images);
       this.syncStrokes(this.maskLayer, doc.mask.strokes, this.drawnMask, MASK_TINT);
-      this.maskLayer.visible(doc.mask.visible);
+      this.maskLayer.visible(doc.mask.visible && !this.stagedNode.visible());
       this.syncControl();
       const f = doc.frame;
       this.frameRect.setAttrs(f);
