@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import { useStore } from '../../app/store';
-import { SIZE_PRESETS } from '../generate/presets';
+import { SizePresetSelect } from '../generate/SizePresetSelect';
 import { client } from '../../lib/client';
 import type { ToolName } from './document/editor';
 import { KonvaView } from './render/KonvaView';
@@ -198,29 +198,7 @@ function CanvasSettings() {
       </label>
       <label className="field">
         <span className="field-label">Frame size</span>
-        <select
-          aria-label="Frame size"
-          value={`${frame.width}x${frame.height}`}
-          onChange={(e) => {
-            const [width, height] = e.target.value.split('x').map(Number);
-            if (width && height) canvasEditor.setFrame({ ...frame, width, height });
-          }}
-        >
-          {!SIZE_PRESETS.some((g) => g.presets.some((p) => p.width === frame.width && p.height === frame.height)) && (
-            <option value={`${frame.width}x${frame.height}`}>
-              {frame.width} × {frame.height}
-            </option>
-          )}
-          {SIZE_PRESETS.map((g) => (
-            <optgroup key={g.family} label={g.family}>
-              {g.presets.map((p) => (
-                <option key={p.label} value={`${p.width}x${p.height}`}>
-                  {p.label}
-                </option>
-              ))}
-            </optgroup>
-          ))}
-        </select>
+        <SizePresetSelect name="frameSize" label="Frame size" width={frame.width} height={frame.height} onChange={(width, height) => canvasEditor.setFrame({ ...frame, width, height })} />
       </label>
       <p className="muted small">
         Frame {frame.width}×{frame.height} at {frame.x}, {frame.y} · drag it with the frame tool (F)
@@ -242,30 +220,23 @@ function CanvasSettings() {
         </select>
       </label>
       <div className="row">
-        <label className="field">
-          <span className="field-label">Low {o.cannyLow}</span>
-          <input
-            type="range"
-            aria-label="Canny low threshold"
-            min={0}
-            max={500}
-            value={o.cannyLow}
-            onChange={(e) => set('cannyLow', Number(e.target.value))}
-            onPointerUp={() => control.edges && void deriveEdges(useStore.getState().canvasOptions.cannyLow, useStore.getState().canvasOptions.cannyHigh)}
-          />
-        </label>
-        <label className="field">
-          <span className="field-label">High {o.cannyHigh}</span>
-          <input
-            type="range"
-            aria-label="Canny high threshold"
-            min={0}
-            max={500}
-            value={o.cannyHigh}
-            onChange={(e) => set('cannyHigh', Number(e.target.value))}
-            onPointerUp={() => control.edges && void deriveEdges(useStore.getState().canvasOptions.cannyLow, useStore.getState().canvasOptions.cannyHigh)}
-          />
-        </label>
+        {(['cannyLow', 'cannyHigh'] as const).map((key) => (
+          <label className="field" key={key}>
+            <span className="field-label">
+              {key === 'cannyLow' ? 'Low' : 'High'} {o[key]}
+            </span>
+            <input
+              type="range"
+              aria-label={`Canny ${key === 'cannyLow' ? 'low' : 'high'} threshold`}
+              min={0}
+              max={500}
+              value={o[key]}
+              onChange={(e) => set(key, Number(e.target.value))}
+              // The live preview re-derives on release: each derive is a worker round trip.
+              onPointerUp={() => control.edges && void deriveEdges(useStore.getState().canvasOptions.cannyLow, useStore.getState().canvasOptions.cannyHigh)}
+            />
+          </label>
+        ))}
       </div>
       <div className="button-row">
         <button type="button" disabled={cannyBusy} onClick={() => deriveEdges(o.cannyLow, o.cannyHigh)}>

@@ -3,7 +3,7 @@ import { MAX_SEED, SAMPLERS, type Sampler } from '../../../shared/contract';
 import { useStore } from '../../app/store';
 import { client } from '../../lib/client';
 import { loadImage } from '../canvas/CanvasPage';
-import { SIZE_PRESETS } from './presets';
+import { SizePresetSelect } from './SizePresetSelect';
 
 function Field({ label, error, children, hint }: { label: string; error?: string; hint?: string; children: React.ReactNode }) {
   return (
@@ -51,8 +51,6 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
   const setField = useStore((s) => s.setField);
   const submit = useStore((s) => s.submit);
   const checkpoints = useMemo(() => models.filter((m) => m.kind === 'checkpoint'), [models]);
-  const presetValue = `${form.width}x${form.height}`;
-  const knownPreset = SIZE_PRESETS.some((g) => g.presets.some((p) => `${p.width}x${p.height}` === presetValue));
 
   return (
     <form
@@ -152,28 +150,16 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
       {!canvas && (
       <>
       <Field label="Size" error={errors.width ?? errors.height}>
-        <select
+        <SizePresetSelect
           name="sizePreset"
-          value={knownPreset ? presetValue : 'custom'}
-          onChange={(e) => {
-            const [w, h] = e.target.value.split('x').map(Number);
-            if (w && h) {
-              setField('width', w);
-              setField('height', h);
-            }
+          label="Size preset"
+          width={form.width}
+          height={form.height}
+          onChange={(w, h) => {
+            setField('width', w);
+            setField('height', h);
           }}
-        >
-          {!knownPreset && <option value="custom">Custom</option>}
-          {SIZE_PRESETS.map((g) => (
-            <optgroup key={g.family} label={g.family}>
-              {g.presets.map((p) => (
-                <option key={p.label} value={`${p.width}x${p.height}`}>
-                  {p.label}
-                </option>
-              ))}
-            </optgroup>
-          ))}
-        </select>
+        />
       </Field>
       <div className="row">
         <Field label="Width">
