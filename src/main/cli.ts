@@ -71,8 +71,8 @@ async function generate(argv: string[]): Promise<number> {
       steps: num(values.steps) ?? settings.defaults.steps,
       cfg: num(values.cfg) ?? settings.defaults.cfg,
       seed: num(values.seed) ?? Math.floor(Math.random() * MAX_SEED),
-      width: num(values.width) ?? settings.defaults.width,
-      height: num(values.height) ?? settings.defaults.height,
+      width: num(values.width) ?? model.nativeSize ?? settings.defaults.width,
+      height: num(values.height) ?? model.nativeSize ?? settings.defaults.height,
       batch: num(values.batch) ?? 1,
     });
     if (!parsed.success) throw new AtelierError('BAD_REQUEST', `${describeZodError(parsed.error)}\n${USAGE}`);

@@ -156,6 +156,8 @@ export const ModelRecord = z.object({
   sizeBytes: z.number(),
   source: z.string(),
   hash: z.string().nullable(),
+  /** Side in pixels the checkpoint was trained at, when known. */
+  nativeSize: z.number().int().nullable(),
   addedAt: z.string(),
 });
 export type ModelRecord = z.infer<typeof ModelRecord>;

@@ -22,6 +22,7 @@ describe('model detection from safetensors headers', () => {
       kind: 'checkpoint',
       format: 'single_file',
       family: 'sd15',
+      nativeSize: 512,
     });
     expect(classifySafetensors(file('a.safetensors', ['model.diffusion_model.x', 'conditioner.embedders.1.model.ln_final.weight']))?.family).toBe('sdxl');
     expect(classifySafetensors(file('b.safetensors', ['lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight']))).toMatchObject({ kind: 'lora', family: 'sd15' });
@@ -53,9 +54,9 @@ describe('ModelsService', () => {
     const logs: string[] = [];
     const svc = new ModelsService(store, () => [{ dir: root, source: 'folder' }], (l) => logs.push(l));
     const found = svc.rescan();
-    expect(found.map((m) => [m.name, m.family, m.format]).sort()).toEqual([
-      ['folder-model', 'sdxl', 'diffusers'],
-      ['good', 'sd15', 'single_file'],
+    expect(found.map((m) => [m.name, m.family, m.format, m.nativeSize]).sort()).toEqual([
+      ['folder-model', 'sdxl', 'diffusers', 1024], // no configs in this folder: the family's size
+      ['good', 'sd15', 'single_file', 512],
     ]);
     expect(logs.join('\n')).toMatch(/evil\.ckpt: pickle/);
     expect(logs.join('\n')).toMatch(/notes\.safetensors: skipped \(a text file\)/);

@@ -60,4 +60,8 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX images_generation ON images(generation_id);
   `,
+  // 2: the size a checkpoint was trained at, so the UI and CLI default to it (512 SD 1.5, 1024 SDXL, 64 the shapes demo)
+  `
+  ALTER TABLE models ADD COLUMN native_size INTEGER;
+  `,
 ];

@@ -82,6 +82,7 @@ interface ModelRow {
   size_bytes: number;
   source: string;
   hash: string | null;
+  native_size: number | null;
   added_at: string;
 }
 
@@ -108,6 +109,7 @@ const toModel = (r: ModelRow): ModelRecord => ({
   sizeBytes: r.size_bytes,
   source: r.source,
   hash: r.hash,
+  nativeSize: r.native_size,
   addedAt: r.added_at,
 });
 
@@ -385,20 +387,22 @@ export class HistoryStore {
 
   // ------------------------------------------------------------------ models
 
-  upsertModel(m: Omit<ModelRecord, 'id' | 'addedAt'>): ModelRecord {
+  upsertModel(m: Omit<ModelRecord, 'id' | 'addedAt' | 'nativeSize'> & { nativeSize?: number | null }): ModelRecord {
     const existing = this.db.prepare('SELECT * FROM models WHERE path = ?').get(m.path) as ModelRow | undefined;
     if (existing) {
       this.db
-        .prepare('UPDATE models SET name=@name, kind=@kind, format=@format, family=@family, size_bytes=@size_bytes, source=@source, hash=COALESCE(@hash, hash) WHERE id=@id')
-        .run({ id: existing.id, name: m.name, kind: m.kind, format: m.format, family: m.family, size_bytes: m.sizeBytes, source: m.source, hash: m.hash });
+        .prepare(
+          'UPDATE models SET name=@name, kind=@kind, format=@format, family=@family, size_bytes=@size_bytes, source=@source, hash=COALESCE(@hash, hash), native_size=@native_size WHERE id=@id',
+        )
+        .run({ id: existing.id, name: m.name, kind: m.kind, format: m.format, family: m.family, size_bytes: m.sizeBytes, source: m.source, hash: m.hash, native_size: m.nativeSize ?? null });
       return this.getModel(existing.id);
     }
     const id = randomUUID();
     this.db
       .prepare(
-        'INSERT INTO models (id, name, path, kind, format, family, size_bytes, source, hash, added_at) VALUES (@id,@name,@path,@kind,@format,@family,@size_bytes,@source,@hash,@added_at)',
+        'INSERT INTO models (id, name, path, kind, format, family, size_bytes, source, hash, native_size, added_at) VALUES (@id,@name,@path,@kind,@format,@family,@size_bytes,@source,@hash,@native_size,@added_at)',
       )
-      .run({ id, name: m.name, path: m.path, kind: m.kind, format: m.format, family: m.family, size_bytes: m.sizeBytes, source: m.source, hash: m.hash, added_at: this.now().toISOString() });
+      .run({ id, name: m.name, path: m.path, kind: m.kind, format: m.format, family: m.family, size_bytes: m.sizeBytes, source: m.source, hash: m.hash, native_size: m.nativeSize ?? null, added_at: this.now().toISOString() });
     return this.getModel(id);
   }
 

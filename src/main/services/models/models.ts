@@ -11,7 +11,22 @@ import { AtelierError } from '../../../shared/errors';
 import type { HistoryStore } from '../history/store';
 import { NotSafetensorsError, readSafetensorsHeader } from './safetensors';
 
-type Classified = Pick<ModelRecord, 'kind' | 'format' | 'family'>;
+type Classified = Pick<ModelRecord, 'kind' | 'format' | 'family'> & { nativeSize?: number | null };
+
+const FAMILY_SIZE: Record<string, number> = { sd15: 512, sdxl: 1024 };
+
+/** UNet sample size × the VAE's downscale (2^(blocks-1)), read from a diffusers folder's configs. */
+function diffusersNativeSize(dir: string): number | null {
+  try {
+    const unet = JSON.parse(fs.readFileSync(path.join(dir, 'unet', 'config.json'), 'utf8'));
+    const vae = JSON.parse(fs.readFileSync(path.join(dir, 'vae', 'config.json'), 'utf8'));
+    const scale = 2 ** ((vae.block_out_channels?.length ?? 4) - 1);
+    const size = Number(unet.sample_size) * scale;
+    return Number.isFinite(size) && size > 0 ? size : null;
+  } catch {
+    return null;
+  }
+}
 
 export function classifySafetensors(file: string): Classified | null {
   const { tensors } = readSafetensorsHeader(file);
@@ -25,8 +40,8 @@ export function classifySafetensors(file: string): Classified | null {
   if (has('control_model.') || has('controlnet_cond_embedding.')) {
     return { kind: 'controlnet', format: 'single_file', family: has('control_model.label_emb') || hasPart('add_embedding') ? 'sdxl' : 'sd15' };
   }
-  if (has('conditioner.embedders.1.')) return { kind: 'checkpoint', format: 'single_file', family: 'sdxl' };
-  if (has('model.diffusion_model.')) return { kind: 'checkpoint', format: 'single_file', family: 'sd15' };
+  if (has('conditioner.embedders.1.')) return { kind: 'checkpoint', format: 'single_file', family: 'sdxl', nativeSize: 1024 };
+  if (has('model.diffusion_model.')) return { kind: 'checkpoint', format: 'single_file', family: 'sd15', nativeSize: 512 };
   if (has('encoder.down.') || has('first_stage_model.') || has('decoder.conv_in.')) return { kind: 'vae', format: 'single_file', family: 'unknown' };
   return null;
 }
@@ -36,7 +51,8 @@ export function classifyDiffusersFolder(dir: string): Classified | null {
   if (fs.existsSync(index)) {
     const cls = String(JSON.parse(fs.readFileSync(index, 'utf8'))._class_name ?? '');
     if (!cls.includes('StableDiffusion')) return null;
-    return { kind: 'checkpoint', format: 'diffusers', family: cls.includes('XL') ? 'sdxl' : 'sd15' };
+    const family = cls.includes('XL') ? 'sdxl' : 'sd15';
+    return { kind: 'checkpoint', format: 'diffusers', family, nativeSize: diffusersNativeSize(dir) ?? FAMILY_SIZE[family] };
   }
   const config = path.join(dir, 'config.json');
   if (fs.existsSync(config)) {

@@ -101,7 +101,7 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
       )}
 
       <Field label="Model" error={errors.modelId}>
-        <select name="model" value={form.modelId} onChange={(e) => setField('modelId', e.target.value)}>
+        <select name="model" value={form.modelId} onChange={(e) => useStore.getState().chooseModel(e.target.value)}>
           {checkpoints.length === 0 && <option value="">No models: add a folder in Settings</option>}
           {checkpoints.map((m) => (
             <option key={m.id} value={m.id}>

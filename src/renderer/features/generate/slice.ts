@@ -25,6 +25,8 @@ export interface GenerateSlice {
   fieldErrors: Record<string, string>;
   setField<K extends keyof GenerateForm>(key: K, value: GenerateForm[K]): void;
   setSeedLocked(locked: boolean): void;
+  /** Pick a checkpoint; the size follows its native resolution (64 for the shapes demo, 512 SD 1.5, 1024 SDXL). */
+  chooseModel(id: string): void;
   randomizeSeed(): void;
   submit(): Promise<void>;
   /** "Use these settings": every parameter of a history entry back into the form. */
@@ -64,6 +66,13 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
       return { form: { ...s.form, [key]: value }, fieldErrors };
     }),
   setSeedLocked: (seedLocked) => set({ seedLocked }),
+  chooseModel: (id) => {
+    const m = get().models.find((x) => x.id === id);
+    set((s) => ({
+      form: { ...s.form, modelId: id, ...(m?.nativeSize ? { width: m.nativeSize, height: m.nativeSize } : {}) },
+      fieldErrors: { ...s.fieldErrors, modelId: '' },
+    }));
+  },
   randomizeSeed: () => set((s) => ({ form: { ...s.form, seed: randomSeed() } })),
   submit: async () => {
     const { form, seedLocked } = get();

@@ -55,7 +55,10 @@ export const createSettingsSlice: SliceCreator<SettingsSlice> = (set, get) => ({
     set((s) => {
       const checkpoints = models.filter((m) => m.kind === 'checkpoint');
       const keep = checkpoints.some((m) => m.id === s.form.modelId);
-      return { models, form: keep ? s.form : { ...s.form, modelId: checkpoints[0]?.id ?? '' } };
+      if (keep) return { models };
+      // No model chosen yet (first run): the first checkpoint, at its native size.
+      const first = checkpoints[0];
+      return { models, form: { ...s.form, modelId: first?.id ?? '', ...(first?.nativeSize ? { width: first.nativeSize, height: first.nativeSize } : {}) } };
     });
   },
   provisionRuntime: async (repair) => {
