@@ -54,8 +54,8 @@ beforeAll(async () => {
   execFileSync(python(), ['-m', 'atelier_runtime.testing.tiny', models, '--controlnet'], { cwd: RUNTIME, env: { ...process.env, PYTHONPATH: RUNTIME }, stdio: ['ignore', 'ignore', 'inherit'] });
   for (const e of fs.readdirSync(models)) if (e.endsWith('.safetensors')) fs.rmSync(path.join(models, e));
   services = createServices({ dataDir: tmpDir('atelier-canvas-'), appRoot: ROOT, settingsBackend: memoryBackend({ modelDirs: [models] }), shell: 'web', version: 'test', pythonOverride: python(), log: () => {} });
-  modelId = services.models.list().find((m) => m.kind === 'checkpoint')!.id;
-  controlId = services.models.list().find((m) => m.kind === 'controlnet')!.id;
+  modelId = services.models.list().find((m) => m.kind === 'checkpoint' && m.source !== 'embedded')!.id; // the tiny model, not the shipped demo
+  controlId = services.models.list().find((m) => m.kind === 'controlnet' && m.source !== 'embedded')!.id;
 });
 afterAll(async () => services?.dispose());
 

@@ -69,7 +69,7 @@ beforeAll(async () => {
   modelsDir = tmpDir('atelier-models-');
   execFileSync(python(), ['-m', 'atelier_runtime.testing.tiny', modelsDir], { cwd: RUNTIME, env: { ...process.env, PYTHONPATH: RUNTIME }, stdio: ['ignore', 'ignore', 'inherit'] });
   services = start();
-  const model = services.models.list().find((m) => m.kind === 'checkpoint' && m.format === 'diffusers');
+  const model = services.models.list().find((m) => m.kind === 'checkpoint' && m.format === 'diffusers' && m.source !== 'embedded');
   if (!model) throw new Error(`no tiny model found in ${modelsDir}`);
   modelId = model.id;
   await services.runtime.ensureStarted();
