@@ -64,7 +64,7 @@ test('generates from the UI with live progress, then finds it in the gallery wit
   await expect(page.getByRole('figure')).toContainText('seed 1234');
   await shot(page, 'generate-result');
 
-  await page.keyboard.press('Control+2');
+  await page.keyboard.press('Control+3');
   await expect(page.getByTestId('gallery-count')).toHaveText('1 generation');
   await page.getByRole('listitem').first().click();
   const detail = page.getByRole('complementary', { name: 'Image details' });
@@ -83,7 +83,7 @@ test('generates from the UI with live progress, then finds it in the gallery wit
 
 test('"Use these settings" restores every parameter and locks the seed', async ({ page }) => {
   await open(page);
-  await page.keyboard.press('Control+2');
+  await page.keyboard.press('Control+3');
   await page.getByRole('listitem').first().click();
   await page.getByRole('button', { name: 'Use these settings' }).click();
   await expect(page.locator('textarea[name="prompt"]')).toHaveValue('a red circle on a white background');
@@ -102,6 +102,6 @@ test('Escape cancels a running generation and nothing is saved', async ({ page }
   await expect(page.getByTestId('progress-text')).toContainText(/Step [1-9]/, { timeout: 120000 });
   await page.keyboard.press('Escape');
   await expect(page.getByRole('heading', { name: 'Cancelled' })).toBeVisible({ timeout: 30000 });
-  await page.keyboard.press('Control+2');
+  await page.keyboard.press('Control+3');
   await expect(page.getByTestId('gallery-count')).toHaveText('1 generation');
 });
