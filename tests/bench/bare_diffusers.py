@@ -1,11 +1,14 @@
 """The baseline for `npm run bench`: the same generations with diffusers alone.
 
-No Atelier code: load the pipeline, set the scheduler, call it N times, save
-each PNG. Prints one JSON line with the timings.
+No Atelier code: load the pipeline, set the scheduler, then for every seed read
+from stdin generate one image, save its PNG and print one JSON line with the
+time. The bench alternates between this process and the app, so both see the
+same machine (other load, thermal state) and the ratio stays fair.
 """
 import argparse
 import json
 import os
+import sys
 import time
 
 t_start = time.perf_counter()
@@ -16,7 +19,6 @@ t_imported = time.perf_counter()
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", required=True)
-parser.add_argument("--n", type=int, default=5)
 parser.add_argument("--steps", type=int, default=20)
 parser.add_argument("--size", type=int, default=256)
 parser.add_argument("--seed", type=int, default=1)
@@ -31,9 +33,7 @@ pipe = pipe.to(device)
 pipe.set_progress_bar_config(disable=True)
 t_loaded = time.perf_counter()
 
-times = []
-first_image_s = None
-for i in range(args.n + 1):  # the first call warms up (as the app's cold start does) and is timed apart
+def generate(seed: int, index: int) -> float:
     t0 = time.perf_counter()
     image = pipe(
         "a red circle on a white background",
@@ -42,21 +42,16 @@ for i in range(args.n + 1):  # the first call warms up (as the app's cold start 
         guidance_scale=7.0,
         width=args.size,
         height=args.size,
-        generator=torch.Generator("cpu").manual_seed(args.seed + i),
+        generator=torch.Generator("cpu").manual_seed(seed),
     ).images[0]
-    image.save(os.path.join(args.out, f"{i}.png"), compress_level=1)
+    image.save(os.path.join(args.out, f"{index}.png"), compress_level=1)
     if device == "cuda":
         torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    if i == 0:
-        first_image_s = time.perf_counter() - t_start
-    else:
-        times.append(dt)
+    return time.perf_counter() - t0
 
-print(json.dumps({
-    "device": device,
-    "import_s": t_imported - t_start,
-    "load_s": t_loaded - t_imported,
-    "first_image_s": first_image_s,
-    "per_image_s": times,
-}))
+
+# The first image is the cold start (import + load + first call), reported apart.
+generate(args.seed, 0)
+print(json.dumps({"device": device, "import_s": t_imported - t_start, "load_s": t_loaded - t_imported, "first_image_s": time.perf_counter() - t_start}), flush=True)
+for i, line in enumerate(sys.stdin, start=1):
+    print(json.dumps({"seconds": generate(int(line), i)}), flush=True)

@@ -1,13 +1,15 @@
 /**
  * `npm run bench`: the same N generations through the whole app path (services,
  * job queue, worker protocol, progress + previews, PNG into the library, SQLite
- * row) and through a bare diffusers script, in one run; prints the ratio, and
+ * row) and through a bare diffusers script, alternating image by image in one
+ * run so both see the same machine; prints the ratio, and
  * the time to the first image from a cold start for both.
  *
  * ATELIER_BENCH_MODEL=path/to/diffusers-folder benchmarks a real SD 1.5 model
  * (on a GPU); by default a tiny random-weight model built here, on this device.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,19 +39,30 @@ async function main() {
   }
   console.log(`bench: ${N} generations, ${STEPS} steps, ${SIZE}x${SIZE}, Euler, model ${model}`);
 
-  // 1. Bare diffusers, in its own process.
+  // The bare baseline in its own process, driven one image at a time over stdin.
   const bareOut = fs.mkdtempSync(path.join(tmp, 'bare-'));
   const bareStart = Date.now();
-  const bare = JSON.parse(
-    execFileSync(python, [path.join(ROOT, 'tests', 'bench', 'bare_diffusers.py'), '--model', model, '--n', String(N), '--steps', String(STEPS), '--size', String(SIZE), '--out', bareOut], {
-      encoding: 'utf8',
-      env: { ...process.env, HF_HUB_OFFLINE: '1' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    }).trim().split('\n').pop()!,
-  );
-  const bareCold = (Date.now() - bareStart) / 1000 - mean(bare.per_image_s) * N; // process start to first image
+  const bareProc = spawn(python, [path.join(ROOT, 'tests', 'bench', 'bare_diffusers.py'), '--model', model, '--steps', String(STEPS), '--size', String(SIZE), '--out', bareOut], {
+    env: { ...process.env, HF_HUB_OFFLINE: '1' },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: bareProc.stdout });
+  const nextLine = (() => {
+    const it = lines[Symbol.asyncIterator]();
+    return async () => {
+      const r = await it.next();
+      if (r.done) throw new Error('the bare diffusers script exited early');
+      return JSON.parse(r.value);
+    };
+  })();
+  const bareInfo = await nextLine();
+  const bareCold = (Date.now() - bareStart) / 1000;
+  const bareImage = async (seed: number) => {
+    bareProc.stdin.write(`${seed}\n`);
+    return (await nextLine()).seconds as number;
+  };
 
-  // 2. The app path, from a cold start.
+  // The app path, from a cold start.
   const t0 = Date.now();
   const services = createServices({
     dataDir: path.join(tmp, 'data'),
@@ -71,18 +84,25 @@ async function main() {
   };
   await run(1);
   const appCold = (Date.now() - t0) / 1000;
+
+  // Alternate: app, bare, app, bare … so both see the same machine.
   const app: number[] = [];
-  for (let i = 1; i <= N; i++) app.push(await run(1 + i));
+  const bare: number[] = [];
+  for (let i = 1; i <= N; i++) {
+    app.push(await run(1 + i));
+    bare.push(await bareImage(1 + i));
+  }
+  bareProc.stdin.end();
   await services.dispose();
 
-  const ratio = mean(app) / mean(bare.per_image_s);
+  const ratio = mean(app) / mean(bare);
   const row = (name: string, xs: number[], cold: number) =>
     `${name.padEnd(18)} ${mean(xs).toFixed(3).padStart(8)} s ± ${sd(xs).toFixed(3)}   cold start to first image ${cold.toFixed(2)} s`;
-  console.log(`device: ${bare.device}`);
-  console.log(row('bare diffusers', bare.per_image_s, bareCold));
+  console.log(`device: ${bareInfo.device}`);
+  console.log(row('bare diffusers', bare, bareCold));
   console.log(row('Atelier app path', app, appCold));
   console.log(`ratio app/bare: ${ratio.toFixed(3)}  (overhead ${((ratio - 1) * 100).toFixed(1)}%)`);
-  console.log(`bare breakdown: import ${bare.import_s.toFixed(2)} s, load ${bare.load_s.toFixed(2)} s`);
+  console.log(`bare cold start: import ${bareInfo.import_s.toFixed(2)} s, load ${bareInfo.load_s.toFixed(2)} s`);
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 
