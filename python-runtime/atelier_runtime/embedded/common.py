@@ -1,0 +1,160 @@
+"""Shared pieces: the tokenizer builder, model configs, paths and torch setup."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .dataset import SIZE, VOCAB_WORDS
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+MODELS_DIR = REPO_ROOT / "resources" / "models"
+PIPELINE_DIR = MODELS_DIR / "atelier-shapes"
+CONTROLNET_DIR = MODELS_DIR / "atelier-shapes-canny"
+WORK_DIR = Path(os.environ.get("ATELIER_EMBEDDED_WORK", "/tmp/atelier-embedded"))
+
+MAX_TOKENS = 32  # captions are ~12 tokens; longer prompts are truncated like SD truncates at 77
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+
+
+def setup_torch(seed: int, threads: int | None = None):
+    import random
+
+    import numpy as np
+    import torch
+
+    # One intra-op thread by default: on a 2-core machine shared with other work (and under
+    # `nice`), two OpenMP threads stall on each other's barriers and run ~10x slower than one.
+    # Set ATELIER_TRAIN_THREADS=2 on an otherwise idle machine.
+    if threads is None:
+        threads = int(os.environ.get("ATELIER_TRAIN_THREADS", "1"))
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-level alphabet: every byte maps to a printable unicode character."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in chars)))
+
+
+def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    pieces = list(word[:-1]) + [word[-1] + "</w>"]
+    while len(pieces) > 1:
+        candidates = [(ranks[pair], i) for i, pair in enumerate(zip(pieces, pieces[1:])) if pair in ranks]
+        if not candidates:
+            break
+        _, i = min(candidates)
+        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
+    return pieces
+
+
+def build_tokenizer():
+    """A CLIPTokenizer (byte-level BPE, like SD's) whose merges make every caption word one token.
+
+    Any other text still tokenizes (into single characters), so every prompt is valid."""
+    from transformers import CLIPTokenizer
+
+    alphabet = list(_bytes_to_unicode().values())
+    vocab_list = alphabet + [c + "</w>" for c in alphabet]
+    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+    for word in VOCAB_WORDS:
+        while len(pieces := _bpe(word, ranks)) > 1:
+            pair = (pieces[0], pieces[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+            vocab_list.append(pair[0] + pair[1])
+    vocab_list += [BOS, EOS]
+    vocab = {token: i for i, token in enumerate(vocab_list)}
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
+
+
+def build_text_encoder(tokenizer):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_attention_heads=4,
+        num_hidden_layers=3,
+        max_position_embeddings=MAX_TOKENS,
+        layer_norm_eps=1e-05,
+        hidden_act="quick_gelu",
+        projection_dim=128,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModel(cfg)
+
+
+def build_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=SIZE,
+        scaling_factor=1.0,  # replaced by 1/std of the latents after training
+        force_upcast=False,
+    )
+
+
+def build_unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=SIZE // 4,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        # attention at the 8x8 and 4x4 latent levels only (16x16 attention costs 2x on a CPU)
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=128,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+
+
+def build_scheduler():
+    """SD 1.5's noise schedule (scaled_linear, epsilon), so the app swaps samplers from it."""
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        prediction_type="epsilon",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+
+
+def count(m) -> int:
+    return sum(p.numel() for p in m.parameters())

@@ -1,0 +1,212 @@
+"""Train the UNet2DConditionModel and the CLIP text encoder (from scratch, jointly) on cached
+VAE latents of the procedural shapes, then write the StableDiffusionPipeline folder.
+
+    python -m atelier_runtime.embedded.train_unet [--steps N] [--seed 0]
+
+Needs WORK_DIR/vae from train_vae. Writes WORK_DIR/unet_ckpt (fp32 training state, EMA weights)
+and resources/models/atelier-shapes (fp16 safetensors; the shipped pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+from . import dataset as ds
+from .common import MAX_TOKENS, PIPELINE_DIR, WORK_DIR, build_scheduler, build_text_encoder, build_tokenizer, build_unet, count, setup_torch
+
+
+def encode_latents(torch, vae, images, batch=256):
+    """(mean, std) of the VAE posterior for uint8 N x H x W x 3 images, scaled by scaling_factor."""
+    means, stds = [], []
+    sf = vae.config.scaling_factor
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+            d = vae.encode(x).latent_dist
+            means.append(d.mean * sf)
+            stds.append(d.std * sf)
+    return torch.cat(means), torch.cat(stds)
+
+
+def cached_latents(torch, vae, n, seed, tag):
+    path = WORK_DIR / f"latents_{tag}_{n}_{seed}.pt"
+    samples, images = ds.make_split(n, seed=seed)
+    if path.exists():
+        d = torch.load(path)
+    else:
+        t0 = time.time()
+        mean, std = encode_latents(torch, vae, images)
+        d = {"mean": mean, "std": std}
+        torch.save(d, path)
+        print(f"encoded {n} latents in {time.time() - t0:.0f}s", flush=True)
+    return samples, images, d["mean"], d["std"]
+
+
+class Captioner:
+    """Random training captions (with 10% dropped to "" for classifier-free guidance), tokenized."""
+
+    def __init__(self, torch, tokenizer, seed, drop=0.1):
+        self.torch, self.tok, self.rng, self.drop = torch, tokenizer, random.Random(seed), drop
+        self.cache: dict[str, list[int]] = {}
+
+    def ids(self, text):
+        if text not in self.cache:
+            self.cache[text] = self.tok(text, padding="max_length", max_length=MAX_TOKENS, truncation=True).input_ids
+        return self.cache[text]
+
+    def __call__(self, samples):
+        texts = ["" if self.rng.random() < self.drop else ds.caption(s.color, s.shape, s.background, self.rng) for s in samples]
+        return self.torch.tensor([self.ids(t) for t in texts]), texts
+
+
+def shipped_vae():
+    """The VAE whose decoder was fine-tuned (train_vae --phase decoder; the encoder, hence the latent
+    space, is unchanged), or the phase-1 VAE when that step was skipped."""
+    from diffusers import AutoencoderKL
+
+    ft = WORK_DIR / "vae_ft"
+    return AutoencoderKL.from_pretrained(ft if ft.exists() else WORK_DIR / "vae").eval()
+
+
+def save_pipeline(unet, text_encoder, tokenizer, vae, out: Path, dtype="float16"):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=build_scheduler(),
+        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
+    )
+    if dtype == "float16":
+        pipe = pipe.to(torch.float16)
+    pipe.save_pretrained(out, safe_serialization=True)
+    if dtype == "float16":
+        pipe.to(torch.float32)
+    # model_index.json: no safety checker / feature extractor / image encoder
+    mi = json.loads((out / "model_index.json").read_text())
+    mi["safety_checker"] = [None, None]
+    mi["feature_extractor"] = [None, None]
+    mi["image_encoder"] = [None, None]
+    mi["requires_safety_checker"] = False
+    (out / "model_index.json").write_text(json.dumps(mi, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=1550)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--ema", type=float, default=0.99)
+    ap.add_argument("--n-images", type=int, default=20000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=int, default=50)
+    ap.add_argument("--out", default=str(PIPELINE_DIR))
+    args = ap.parse_args(argv)
+
+    torch = setup_torch(args.seed)
+    from diffusers import AutoencoderKL, DDPMScheduler
+
+    vae = AutoencoderKL.from_pretrained(WORK_DIR / "vae").eval()
+    samples, _, lat_mean, lat_std = cached_latents(torch, vae, args.n_images, 2000 + args.seed, "train")
+    print("latents", tuple(lat_mean.shape), "std", lat_mean.std().item(), flush=True)
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(args.seed)
+    unet = build_unet()
+    torch.manual_seed(args.seed + 1)
+    text_encoder = build_text_encoder(tokenizer)
+    print("unet", count(unet), "text", count(text_encoder), flush=True)
+    ema_unet = build_unet()
+    ema_unet.load_state_dict(unet.state_dict())
+    ema_text = build_text_encoder(tokenizer)
+    ema_text.load_state_dict(text_encoder.state_dict())
+    for m in (ema_unet, ema_text):
+        m.requires_grad_(False).eval()
+    pairs = [(p, e) for m, em in ((unet, ema_unet), (text_encoder, ema_text)) for p, e in zip(m.parameters(), em.parameters())]
+
+    noise_sched = DDPMScheduler.from_config(build_scheduler().config)
+    alphas = noise_sched.alphas_cumprod
+    snr = alphas / (1 - alphas)
+
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    warm = 50
+    # constant LR after warmup (+ EMA): the state after K steps does not depend on --steps, so a
+    # checkpoint at step K is exactly what `--steps K` produces
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    captioner = Captioner(torch, tokenizer, seed=args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    unet.train()
+    text_encoder.train()
+    t0 = time.time()
+    running = 0.0
+    ckpt = WORK_DIR / "unet_ckpt"
+    for step in range(args.steps):
+        idx = torch.randint(0, len(lat_mean), (args.batch,), generator=gen)
+        z0 = lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=gen)
+        ids, _ = captioner([samples[i] for i in idx.tolist()])
+        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (args.batch,), generator=gen)
+        zt = noise_sched.add_noise(z0, noise, t)
+        hidden = text_encoder(ids)[0]
+        pred = unet(zt, t, hidden).sample
+        # min-SNR-5 weighting (epsilon target): faster convergence on small budgets
+        w = torch.clamp(snr[t], max=5.0) / snr[t]
+        loss = (((pred - noise) ** 2).mean(dim=(1, 2, 3)) * w).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p, e in pairs:
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
+        if step % 25 == 0 or step == args.steps - 1:
+            el = time.time() - t0
+            print(f"step {step} loss {running:.4f} lr {sched.get_last_lr()[0]:.2e} {el:.0f}s eta {el / (step + 1) * (args.steps - step - 1) / 60:.1f}min", flush=True)
+        if (step + 1) % args.ckpt_every == 0 or step == args.steps - 1:
+            ema_unet.save_pretrained(ckpt / "unet", safe_serialization=True)
+            ema_text.save_pretrained(ckpt / "text_encoder", safe_serialization=True)
+            (ckpt / "step.txt").write_text(json.dumps({"step": step + 1, "seconds": time.time() - t0, "loss": running}))
+
+    total = time.time() - t0
+    out = Path(args.out)
+    save_pipeline(ema_unet, ema_text, tokenizer, shipped_vae(), out)
+    info = {"steps": args.steps, "batch": args.batch, "seconds": total, "final_loss": running}
+    (WORK_DIR / "unet_info.json").write_text(json.dumps(info, indent=1))
+    print("saved", out, json.dumps(info), flush=True)
+
+
+def export_checkpoint(argv=None):
+    """Write the pipeline folder from WORK_DIR/unet_ckpt (the EMA weights after the last finished
+    checkpoint), i.e. what `train_unet --steps <that step>` writes at its end."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(PIPELINE_DIR))
+    args = ap.parse_args(argv)
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    ckpt = WORK_DIR / "unet_ckpt"
+    save_pipeline(
+        UNet2DConditionModel.from_pretrained(ckpt / "unet", torch_dtype=torch.float32),
+        CLIPTextModel.from_pretrained(ckpt / "text_encoder", torch_dtype=torch.float32),
+        build_tokenizer(),
+        shipped_vae(),
+        Path(args.out),
+    )
+    print("exported", (ckpt / "step.txt").read_text(), "->", args.out)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "export":
+        export_checkpoint(sys.argv[2:])
+    else:
+        main()
