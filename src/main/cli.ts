@@ -60,7 +60,11 @@ async function generate(argv: string[]): Promise<number> {
     const settings = services.settings.get();
     const model = values.model
       ? services.models.register(values.model, 'cli')
-      : services.models.list().find((m) => m.id === settings.lastModelId && m.kind === 'checkpoint') ?? services.models.list().find((m) => m.kind === 'checkpoint');
+      : (() => {
+          // The last model used, else the user's own, else the built-in demo model.
+          const checkpoints = services.models.list().filter((m) => m.kind === 'checkpoint');
+          return checkpoints.find((m) => m.id === settings.lastModelId) ?? checkpoints.find((m) => m.source !== 'embedded') ?? checkpoints[0];
+        })();
     if (!model) throw new AtelierError('MODEL_NOT_FOUND', 'No model given and none in the library: pass --model PATH.');
     const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
     const parsed = GenerateParams.safeParse({

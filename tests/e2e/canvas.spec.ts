@@ -30,6 +30,8 @@ test('paint a mask, inpaint in the frame, see the result staged, accept it, and 
   await importPng(page, 64, 64, [40, 80, 220]);
   await expect(page.getByText('Frame 64×64 at 0, 0', { exact: false })).toBeVisible();
   await page.getByRole('button', { name: 'Fit' }).click();
+  // The built-in demo model, shipped in resources/models.
+  await page.locator('select[name="model"]').selectOption({ label: 'atelier-shapes · SD 1.5' });
   await page.locator('textarea[name="prompt"]').fill('a yellow circle on a blue background');
   await page.locator('input[name="steps"]').fill('6');
   await page.keyboard.press('b');
@@ -52,6 +54,7 @@ test('paint a mask, inpaint in the frame, see the result staged, accept it, and 
   const detail = page.getByRole('complementary', { name: 'Image details' });
   await expect(detail).toContainText('inpaint');
   await expect(detail).toContainText('frame 64×64 at 0,0');
+  await expect(detail).toContainText('atelier-shapes');
   await expect(detail.getByRole('link', { name: 'mask' })).toBeVisible();
   expect(errors).toEqual([]);
 });

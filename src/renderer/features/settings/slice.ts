@@ -56,8 +56,8 @@ export const createSettingsSlice: SliceCreator<SettingsSlice> = (set, get) => ({
       const checkpoints = models.filter((m) => m.kind === 'checkpoint');
       const keep = checkpoints.some((m) => m.id === s.form.modelId);
       if (keep) return { models };
-      // No model chosen yet (first run): the first checkpoint, at its native size.
-      const first = checkpoints[0];
+      // No model chosen yet: the user's own first, the built-in demo model when there is no other.
+      const first = checkpoints.find((m) => m.source !== 'embedded') ?? checkpoints[0];
       return { models, form: { ...s.form, modelId: first?.id ?? '', ...(first?.nativeSize ? { width: first.nativeSize, height: first.nativeSize } : {}) } };
     });
   },
