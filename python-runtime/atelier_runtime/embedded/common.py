@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..tokenizer import build_clip_tokenizer
 from .dataset import SIZE, VOCAB_WORDS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -14,8 +15,6 @@ CONTROLNET_DIR = MODELS_DIR / "atelier-shapes-canny"
 WORK_DIR = Path(os.environ.get("ATELIER_EMBEDDED_WORK", "/tmp/atelier-embedded"))
 
 MAX_TOKENS = 32  # captions are ~12 tokens; longer prompts are truncated like SD truncates at 77
-BOS = "<|startoftext|>"
-EOS = "<|endoftext|>"
 
 
 def setup_torch(seed: int, threads: int | None = None):
@@ -40,49 +39,11 @@ def setup_torch(seed: int, threads: int | None = None):
     return torch
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte-level alphabet: every byte maps to a printable unicode character."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in chars)))
-
-
-def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
-    pieces = list(word[:-1]) + [word[-1] + "</w>"]
-    while len(pieces) > 1:
-        candidates = [(ranks[pair], i) for i, pair in enumerate(zip(pieces, pieces[1:])) if pair in ranks]
-        if not candidates:
-            break
-        _, i = min(candidates)
-        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
-    return pieces
-
-
 def build_tokenizer():
     """A CLIPTokenizer (byte-level BPE, like SD's) whose merges make every caption word one token.
 
     Any other text still tokenizes (into single characters), so every prompt is valid."""
-    from transformers import CLIPTokenizer
-
-    alphabet = list(_bytes_to_unicode().values())
-    vocab_list = alphabet + [c + "</w>" for c in alphabet]
-    merges: list[tuple[str, str]] = []
-    ranks: dict[tuple[str, str], int] = {}
-    for word in VOCAB_WORDS:
-        while len(pieces := _bpe(word, ranks)) > 1:
-            pair = (pieces[0], pieces[1])
-            ranks[pair] = len(merges)
-            merges.append(pair)
-            vocab_list.append(pair[0] + pair[1])
-    vocab_list += [BOS, EOS]
-    vocab = {token: i for i, token in enumerate(vocab_list)}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
+    return build_clip_tokenizer(VOCAB_WORDS, MAX_TOKENS)
 
 
 def build_text_encoder(tokenizer):

@@ -28,9 +28,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from itertools import pairwise
 
 from ..stdio import claim_stdout, write_json_line
+from ..tokenizer import build_clip_tokenizer
 
 # Words the tokenizer merges into whole tokens; any other lowercase text still tokenizes
 # (into single characters), so every prompt is valid.
@@ -44,56 +44,9 @@ _WORDS = (
     "riding"
 ).split()
 
-BOS = "<|startoftext|>"
-EOS = "<|endoftext|>"
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte-level alphabet: every byte maps to a printable unicode character."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in chars), strict=True))
-
-
-def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
-    """Split ``word`` the way CLIP's BPE does with the merges in ``ranks``."""
-    pieces = list(word[:-1]) + [word[-1] + "</w>"]
-    while len(pieces) > 1:
-        candidates = [(ranks[pair], i) for i, pair in enumerate(pairwise(pieces)) if pair in ranks]
-        if not candidates:
-            break
-        _, i = min(candidates)
-        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
-    return pieces
-
-
 def build_tokenizer():
     """A CLIPTokenizer with a small vocabulary: the byte alphabet, merges for ``_WORDS``, then BOS/EOS."""
-    from transformers import CLIPTokenizer
-
-    alphabet = list(_bytes_to_unicode().values())
-    vocab_list = alphabet + [c + "</w>" for c in alphabet]
-    merges: list[tuple[str, str]] = []
-    ranks: dict[tuple[str, str], int] = {}
-    for word in _WORDS:
-        # Add merges until BPE (lowest-ranked pair first) turns the word into a single token.
-        # A new merge ranks after all earlier ones, so it never changes how earlier words split.
-        while len(pieces := _bpe(word, ranks)) > 1:
-            pair = (pieces[0], pieces[1])
-            ranks[pair] = len(merges)
-            merges.append(pair)
-            vocab_list.append(pair[0] + pair[1])
-    vocab_list += [BOS, EOS]
-    vocab = {token: i for i, token in enumerate(vocab_list)}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    return build_clip_tokenizer(_WORDS, 77)
 
 
 def _text_config(tokenizer, hidden_size: int = 32, projection_dim: int = 32):
