@@ -2,6 +2,7 @@
  * The command line, on the same services as the app:
  *   npm run generate -- --prompt "…" [--negative …] [--model PATH] [--seed N] [--steps N]
  *        [--cfg X] [--sampler NAME] [--width W --height H] [--batch N] [--out DIR]
+ *        [--lora PATH[:WEIGHT]]...   (repeatable; weight defaults to 1)
  * Prints one JSON line per image: {"generationId", "imageId", "seed", "path"}.
  */
 import Conf from 'conf';
@@ -11,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { GenerateParams, MAX_SEED } from '../shared/contract';
 import { AtelierError } from '../shared/errors';
 import { describeZodError } from './host/dispatcher';
+import { parseLoraArg } from './lib/loraArg';
 import { defaultDataDir, SETTINGS_NAME } from './lib/paths';
 import { createServices } from './services';
 import { storeBackend } from './services/settings/settings';
@@ -18,7 +20,9 @@ import { storeBackend } from './services/settings/settings';
 declare const __APP_VERSION__: string;
 
 const USAGE = `usage: atelier generate --prompt TEXT [--negative TEXT] [--model PATH] [--seed N] [--steps N] [--cfg X]
-                        [--sampler NAME] [--width W] [--height H] [--batch N] [--out DIR] [--quiet]`;
+                        [--sampler NAME] [--width W] [--height H] [--batch N] [--out DIR] [--quiet]
+                        [--lora PATH[:WEIGHT]] (repeatable: several LoRAs, each with its weight, default 1)`;
+
 
 async function generate(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -27,6 +31,7 @@ async function generate(argv: string[]): Promise<number> {
       prompt: { type: 'string' },
       negative: { type: 'string', default: '' },
       model: { type: 'string' },
+      lora: { type: 'string', multiple: true, default: [] },
       seed: { type: 'string' },
       steps: { type: 'string' },
       cfg: { type: 'string' },
@@ -67,6 +72,12 @@ async function generate(argv: string[]): Promise<number> {
         })();
     if (!model) throw new AtelierError('MODEL_NOT_FOUND', 'No model given and none in the library: pass --model PATH.');
     const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+    const loras = (values.lora ?? []).map((arg) => {
+      const { path: p, weight } = parseLoraArg(arg);
+      const rec = services.models.register(p, 'cli');
+      if (rec.kind !== 'lora') throw new AtelierError('BAD_REQUEST', `--lora ${p}: ${rec.name} is a ${rec.kind}, not a LoRA.`);
+      return { modelId: rec.id, weight };
+    });
     const parsed = GenerateParams.safeParse({
       prompt: values.prompt ?? '',
       negativePrompt: values.negative,
@@ -78,9 +89,10 @@ async function generate(argv: string[]): Promise<number> {
       width: num(values.width) ?? model.nativeSize ?? settings.defaults.width,
       height: num(values.height) ?? model.nativeSize ?? settings.defaults.height,
       batch: num(values.batch) ?? 1,
+      loras,
     });
     if (!parsed.success) throw new AtelierError('BAD_REQUEST', `${describeZodError(parsed.error)}\n${USAGE}`);
-    log(`atelier: generating with ${model.name} (${model.family})…`);
+    log(`atelier: generating with ${model.name} (${model.family})${loras.length ? ` + ${loras.length} LoRA(s)` : ''}…`);
     let lastStep = -1;
     services.hub.subscribe((name, payload) => {
       if (name === 'jobs.progress' && !values.quiet) {

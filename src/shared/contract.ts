@@ -55,6 +55,10 @@ export const ControlInputs = z.object({
 });
 export type ControlInputs = z.infer<typeof ControlInputs>;
 
+/** A LoRA from the library applied to a generation, with its strength. */
+export const LoraUse = z.object({ modelId: z.string().min(1).max(200), weight: z.number().min(-4).max(4).default(1) });
+export type LoraUse = z.infer<typeof LoraUse>;
+
 export const GenerateParams = z
   .object({
     mode: z.enum(['txt2img', 'img2img', 'inpaint']).default('txt2img'),
@@ -76,6 +80,7 @@ export const GenerateParams = z
     /** Canvas generations: the frame's composite, mask and fill (img2img or inpaint). */
     canvas: CanvasInputs.optional(),
     control: ControlInputs.optional(),
+    loras: z.array(LoraUse).max(16, 'at most 16 LoRAs at once').default([]),
   })
   .superRefine((p, ctx) => {
     if (p.mode === 'img2img' && !p.initImageId && !p.canvas) {
@@ -84,6 +89,11 @@ export const GenerateParams = z
     if (p.mode === 'inpaint' && !p.canvas) {
       ctx.addIssue({ code: 'custom', path: ['canvas'], message: 'is required for inpainting: paint a mask on the canvas' });
     }
+    const seen = new Set<string>();
+    p.loras.forEach((l, i) => {
+      if (seen.has(l.modelId)) ctx.addIssue({ code: 'custom', path: ['loras', i, 'modelId'], message: 'is already in the list' });
+      seen.add(l.modelId);
+    });
     if (p.control && p.control.end < p.control.start) {
       ctx.addIssue({ code: 'custom', path: ['control', 'end'], message: 'must not be before start' });
     }
@@ -127,7 +137,7 @@ export const Generation = z.object({
   batch: z.number().int(),
   strength: z.number().nullable(),
   control: z.unknown().nullable(),
-  loras: z.array(z.object({ name: z.string(), hash: z.string().nullable(), weight: z.number() })),
+  loras: z.array(z.object({ name: z.string(), hash: z.string().nullable(), weight: z.number(), modelId: z.string().optional() })),
   device: z.string().nullable(),
   timings: z.record(z.string(), z.number()),
   costUsd: z.number().nullable(),
@@ -209,6 +219,129 @@ export const JobProgress = z.object({
 });
 export type JobProgress = z.infer<typeof JobProgress>;
 
+// ------------------------------------------------------------------ datasets
+
+export const DatasetImage = z.object({
+  /** File name inside the dataset folder (its caption is `<stem>.txt` beside it, as kohya reads it). */
+  file: z.string(),
+  /** Library-relative path, for display. */
+  path: z.string(),
+  caption: z.string(),
+  width: z.number().int(),
+  height: z.number().int(),
+  format: z.string(),
+});
+export type DatasetImage = z.infer<typeof DatasetImage>;
+export const SkippedFile = z.object({ file: z.string(), reason: z.string() });
+export type SkippedFile = z.infer<typeof SkippedFile>;
+export const Dataset = z.object({
+  id: z.string(),
+  name: z.string(),
+  trigger: z.string(),
+  createdAt: z.string(),
+  images: z.array(DatasetImage),
+});
+export type Dataset = z.infer<typeof Dataset>;
+export const DatasetSummary = Dataset.omit({ images: true }).extend({ imageCount: z.number().int(), cover: z.string().nullable() });
+export type DatasetSummary = z.infer<typeof DatasetSummary>;
+export const ImportResult = z.object({ dataset: Dataset, added: z.array(z.string()), skipped: z.array(SkippedFile) });
+export type ImportResult = z.infer<typeof ImportResult>;
+
+/** Caption text as kohya's sidecar files hold it: one line, no control characters. */
+const captionText = z
+  .string()
+  .max(2000)
+  .transform((s) => s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim());
+const datasetName = z.string().trim().min(1, 'is empty: name the dataset').max(120);
+const triggerWord = z
+  .string()
+  .trim()
+  .max(60)
+  .refine((s) => !/[,\u0000-\u001f]/.test(s), 'may not contain commas or control characters');
+/** One dropped file: its name and bytes (base64); 40 MB at most. */
+export const UploadFile = z.object({ name: z.string().min(1).max(255), data: z.string().min(4).max(56 * 1024 * 1024) });
+
+// ------------------------------------------------------------------ training
+
+export const TRAINING_OPTIMIZERS = ['adamw', 'adamw8bit'] as const;
+export const TrainingConfig = z.object({
+  rank: z.number().int().min(1).max(256).default(8),
+  alpha: z.number().positive().max(1024).default(8),
+  lr: z.number().positive().max(1).default(1e-4),
+  steps: z.number().int().min(1).max(1_000_000).default(500),
+  batch: z.number().int().min(1).max(64).default(1),
+  resolution: z.number().int().min(64).max(2048).refine((v) => v % 8 === 0, 'must be a multiple of 8').default(512),
+  seed: z.number().int().min(0).max(MAX_SEED).default(0),
+  optimizer: z.enum(TRAINING_OPTIMIZERS).default('adamw'),
+  textEncoder: z.boolean().default(false),
+  lrScheduler: z.enum(['constant', 'cosine', 'linear']).default('constant'),
+  warmupSteps: z.number().int().min(0).max(100_000).default(0),
+  mixedPrecision: z.enum(['auto', 'no', 'fp16', 'bf16']).default('auto'),
+  gradientCheckpointing: z.boolean().default(false),
+  checkpointEvery: z.number().int().min(0).max(100_000).default(100),
+  sampleEvery: z.number().int().min(0).max(100_000).default(100),
+  samplePrompts: z.array(z.string().trim().min(1).max(2000)).max(8).default([]),
+  sampleSteps: z.number().int().min(1).max(100).default(20),
+  sampleSeed: z.number().int().min(0).max(MAX_SEED).default(0),
+});
+export type TrainingConfig = z.infer<typeof TrainingConfig>;
+export type TrainingConfigInput = z.input<typeof TrainingConfig>;
+
+export const TrainingState = z.enum(['queued', 'running', 'paused', 'interrupted', 'done', 'failed', 'cancelled']);
+export type TrainingState = z.infer<typeof TrainingState>;
+export const TrainingSample = z.object({ step: z.number().int(), path: z.string(), prompt: z.string(), seed: z.number().int() });
+export type TrainingSample = z.infer<typeof TrainingSample>;
+export const TrainingJob = z.object({
+  id: z.string(),
+  name: z.string(),
+  datasetId: z.string(),
+  datasetName: z.string(),
+  modelId: z.string(),
+  modelName: z.string(),
+  trigger: z.string(),
+  config: TrainingConfig,
+  state: TrainingState,
+  /** What the worker is doing now: loading, caching, training, sampling, saving. */
+  phase: z.string(),
+  message: z.string(),
+  step: z.number().int(),
+  total: z.number().int(),
+  loss: z.number().nullable(),
+  lr: z.number().nullable(),
+  itPerSec: z.number().nullable(),
+  etaSec: z.number().nullable(),
+  /** The last step a checkpoint holds (what a resume continues from). */
+  checkpointStep: z.number().int(),
+  images: z.number().int(),
+  skipped: z.array(SkippedFile),
+  samples: z.array(TrainingSample),
+  outputModelId: z.string().nullable(),
+  error: z.object({ code: z.string(), message: z.string(), detail: z.string().optional() }).nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  seconds: z.number(),
+});
+export type TrainingJob = z.infer<typeof TrainingJob>;
+export const TrainingProgress = z.object({
+  jobId: z.string(),
+  step: z.number().int(),
+  total: z.number().int(),
+  loss: z.number(),
+  lossAvg: z.number(),
+  lr: z.number(),
+  itPerSec: z.number(),
+  etaSec: z.number(),
+});
+export type TrainingProgress = z.infer<typeof TrainingProgress>;
+export const TrainingPreset = z.object({
+  label: z.string(),
+  family: z.string(),
+  vramMb: z.number(),
+  config: TrainingConfig,
+  note: z.string(),
+});
+export type TrainingPreset = z.infer<typeof TrainingPreset>;
+
 // ------------------------------------------------------------------ settings
 
 export const Settings = z.object({
@@ -276,6 +409,40 @@ export const methods = {
   },
   'jobs.cancel': { input: byId, output: z.object({ cancelled: z.boolean() }) },
   'jobs.list': { input: none, output: z.array(Job) },
+
+  'datasets.list': { input: none, output: z.array(DatasetSummary) },
+  'datasets.get': { input: byId, output: Dataset },
+  'datasets.create': { input: z.object({ name: datasetName, trigger: triggerWord.default('') }).strict(), output: Dataset },
+  'datasets.update': { input: z.object({ id: z.string().min(1).max(200), name: datasetName.optional(), trigger: triggerWord.optional() }).strict(), output: Dataset },
+  'datasets.delete': { input: byId, output: z.object({ deleted: z.boolean() }) },
+  /** Copy every image of a folder (and its kohya `.txt` captions) into the dataset; bad files are listed, never fatal. */
+  'datasets.importFolder': { input: z.object({ id: z.string().min(1).max(200), folder: z.string().min(1).max(4096) }).strict(), output: ImportResult },
+  /** Dropped or picked files, sent as bytes (a `.txt` among them is the caption of the image with its stem). */
+  'datasets.addFiles': { input: z.object({ id: z.string().min(1).max(200), files: z.array(UploadFile).min(1).max(200) }).strict(), output: ImportResult },
+  'datasets.setCaption': { input: z.object({ id: z.string().min(1).max(200), file: z.string().min(1).max(255), caption: captionText }).strict(), output: DatasetImage },
+  'datasets.removeImage': { input: z.object({ id: z.string().min(1).max(200), file: z.string().min(1).max(255) }).strict(), output: Dataset },
+
+  /** Suggested settings for a base model on the device the worker reported (SD 1.5/SDXL at 8, 12, 24 GB; CPU). */
+  'training.preset': { input: z.object({ modelId: z.string().min(1).max(200) }).strict(), output: TrainingPreset },
+  'training.start': {
+    input: z
+      .object({
+        name: z.string().trim().min(1, 'is empty: name the LoRA').max(120).refine((s) => !/[\\/:*?"<>|\u0000-\u001f]/.test(s), 'may not contain / \\ : * ? " < > |'),
+        datasetId: z.string().min(1).max(200),
+        modelId: z.string().min(1, 'is not chosen: pick a base model').max(200),
+        config: TrainingConfig.prefault({}),
+      })
+      .strict(),
+    output: TrainingJob,
+  },
+  'training.list': { input: none, output: z.array(TrainingJob) },
+  'training.get': { input: byId, output: TrainingJob.extend({ lossHistory: z.array(z.tuple([z.number(), z.number()])) }) },
+  /** Stop after writing a checkpoint; `training.resume` continues from it. */
+  'training.pause': { input: byId, output: TrainingJob },
+  'training.resume': { input: byId, output: TrainingJob },
+  /** Stop for good (the checkpoint is discarded). */
+  'training.cancel': { input: byId, output: TrainingJob },
+  'training.delete': { input: byId, output: z.object({ deleted: z.boolean() }) },
 } as const;
 
 export const events = {
@@ -285,6 +452,10 @@ export const events = {
   'history.added': z.object({ generationId: z.string() }),
   'history.deleted': z.object({ ids: z.array(z.string()) }),
   'settings.changed': Settings,
+  'datasets.changed': z.object({ id: z.string() }),
+  'training.changed': TrainingJob,
+  'training.progress': TrainingProgress,
+  'models.changed': z.object({}),
 } as const;
 
 export type Methods = typeof methods;

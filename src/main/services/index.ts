@@ -12,7 +12,11 @@ import { HistoryStore } from './history/store';
 import { JobsService } from './jobs/jobs';
 import { ModelsService } from './models/models';
 import { defaultCacheRoot } from './runtime/provision';
+import { WorkerLock } from './runtime/lock';
 import { RuntimeService } from './runtime/runtime';
+import { DatasetsService } from './training/datasets';
+import { TrainingStore } from './training/store';
+import { TrainingService } from './training/training';
 import { SettingsService, type SettingsBackend } from './settings/settings';
 
 export interface ServicesOptions {
@@ -39,6 +43,8 @@ export interface Services {
   models: ModelsService;
   runtime: RuntimeService;
   jobs: JobsService;
+  datasets: DatasetsService;
+  training: TrainingService;
   dispose(): Promise<void>;
 }
 
@@ -53,6 +59,8 @@ export function createServices(opts: ServicesOptions): Services {
     history,
     () => [
       { dir: path.join(opts.appRoot, 'resources', 'models'), source: 'embedded' },
+      // The user's own library: LoRAs trained here land in models/loras.
+      { dir: path.join(opts.dataDir, 'models'), source: 'library' },
       ...settings.get().modelDirs.map((dir) => ({ dir, source: `folder:${dir}` })),
     ],
     log,
@@ -68,7 +76,9 @@ export function createServices(opts: ServicesOptions): Services {
     autoProvision: opts.autoProvision,
     ...opts.runtime,
   });
+  const lock = new WorkerLock();
   const jobs = new JobsService({
+    lock,
     history,
     models,
     runtime,
@@ -77,6 +87,20 @@ export function createServices(opts: ServicesOptions): Services {
     onJob: (j) => hub.emit('jobs.changed', j),
     onProgress: (p) => hub.emit('jobs.progress', p),
     onAdded: (id) => hub.emit('history.added', { generationId: id }),
+    log,
+  });
+  const datasets = new DatasetsService(path.join(opts.dataDir, 'datasets'), opts.dataDir, (id) => hub.emit('datasets.changed', { id }));
+  const training = new TrainingService({
+    store: new TrainingStore(history.database),
+    datasets,
+    models,
+    runtime,
+    lock,
+    libraryDir: opts.dataDir,
+    lorasDir: path.join(opts.dataDir, 'models', 'loras'),
+    onChanged: (j) => hub.emit('training.changed', j),
+    onProgress: (p) => hub.emit('training.progress', p),
+    onModelsChanged: () => hub.emit('models.changed', {}),
     log,
   });
 
@@ -107,6 +131,23 @@ export function createServices(opts: ServicesOptions): Services {
     'jobs.submit': (params) => jobs.submit(params),
     'jobs.cancel': async ({ id }) => ({ cancelled: await jobs.cancel(id) }),
     'jobs.list': () => jobs.list(),
+    'datasets.list': () => datasets.list(),
+    'datasets.get': ({ id }) => datasets.get(id),
+    'datasets.create': ({ name, trigger }) => datasets.create(name, trigger),
+    'datasets.update': ({ id, ...patch }) => datasets.update(id, patch),
+    'datasets.delete': ({ id }) => ({ deleted: datasets.delete(id) }),
+    'datasets.importFolder': ({ id, folder }) => datasets.importFolder(id, folder),
+    'datasets.addFiles': ({ id, files }) => datasets.addFiles(id, files),
+    'datasets.setCaption': ({ id, file, caption }) => datasets.setCaption(id, file, caption),
+    'datasets.removeImage': ({ id, file }) => datasets.removeImage(id, file),
+    'training.preset': ({ modelId }) => training.preset(modelId),
+    'training.start': (input) => training.start(input),
+    'training.list': () => training.list(),
+    'training.get': ({ id }) => training.get(id),
+    'training.pause': ({ id }) => training.pause(id),
+    'training.resume': ({ id }) => training.resume(id),
+    'training.cancel': ({ id }) => training.cancel(id),
+    'training.delete': ({ id }) => ({ deleted: training.delete(id) }),
     'assets.put': ({ png }) => history.putAsset(Buffer.from(png, 'base64')),
     'canvas.canny': async ({ image, low, high, width, height }) => {
       const out = path.join(opts.dataDir, 'jobs', `canny-${randomUUID()}.png`);
@@ -129,6 +170,8 @@ export function createServices(opts: ServicesOptions): Services {
     models,
     runtime,
     jobs,
+    datasets,
+    training,
     async dispose() {
       await runtime.dispose();
       history.close();

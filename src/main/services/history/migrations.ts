@@ -64,4 +64,40 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE models ADD COLUMN native_size INTEGER;
   `,
+  // 3: LoRA training jobs (config and state) and their loss curves (one row per step, flushed in batches)
+  `
+  CREATE TABLE training_jobs (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    dataset_id       TEXT NOT NULL,
+    dataset_name     TEXT NOT NULL,
+    model_id         TEXT NOT NULL,
+    model_name       TEXT NOT NULL,
+    trigger          TEXT NOT NULL DEFAULT '',
+    config_json      TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('queued','running','paused','interrupted','done','failed','cancelled')),
+    phase            TEXT NOT NULL DEFAULT '',
+    message          TEXT NOT NULL DEFAULT '',
+    step             INTEGER NOT NULL DEFAULT 0,
+    total            INTEGER NOT NULL,
+    checkpoint_step  INTEGER NOT NULL DEFAULT 0,
+    images           INTEGER NOT NULL DEFAULT 0,
+    skipped_json     TEXT NOT NULL DEFAULT '[]',
+    samples_json     TEXT NOT NULL DEFAULT '[]',
+    output_path      TEXT,
+    output_model_id  TEXT REFERENCES models(id) ON DELETE SET NULL,
+    error_json       TEXT,
+    seconds          REAL NOT NULL DEFAULT 0,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL
+  );
+  CREATE INDEX training_jobs_created ON training_jobs(created_at DESC);
+
+  CREATE TABLE training_loss (
+    job_id  TEXT NOT NULL REFERENCES training_jobs(id) ON DELETE CASCADE,
+    step    INTEGER NOT NULL,
+    loss    REAL NOT NULL,
+    PRIMARY KEY (job_id, step)
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -138,6 +138,11 @@ export class HistoryStore {
     this.migrate();
   }
 
+  /** The connection, for stores that keep their tables in the same file (training jobs). */
+  get database(): Database.Database {
+    return this.db;
+  }
+
   get schemaVersion(): number {
     return this.db.pragma('user_version', { simple: true }) as number;
   }

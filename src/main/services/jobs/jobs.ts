@@ -11,6 +11,7 @@ import type { GenerateParams, Job, JobProgress } from '../../../shared/contract'
 import { AtelierError, toErrorPayload } from '../../../shared/errors';
 import type { HistoryStore } from '../history/store';
 import type { ModelsService } from '../models/models';
+import type { WorkerLock } from '../runtime/lock';
 import type { RuntimeService } from '../runtime/runtime';
 import type { SettingsService } from '../settings/settings';
 import { solidPng } from '../../lib/png';
@@ -22,6 +23,8 @@ export interface JobsOptions {
   settings: SettingsService;
   /** Scratch folder for the worker's outputs; the library takes the files from there. */
   jobsDir: string;
+  /** Shared with LoRA training: a job waits (queued) while a training has the worker. */
+  lock?: WorkerLock;
   onJob?: (job: Job) => void;
   onProgress?: (p: JobProgress) => void;
   onAdded?: (generationId: string) => void;
@@ -30,6 +33,8 @@ export interface JobsOptions {
 
 /** Finished jobs kept in memory for the UI's list (the history is the durable record). */
 const KEEP_FINISHED = 50;
+
+const familyName = (f: string) => (f === 'sdxl' ? 'SDXL' : f === 'sd15' ? 'SD 1.5' : f);
 
 export class JobsService {
   private jobs: Job[] = [];
@@ -54,6 +59,13 @@ export class JobsService {
     if (params.canvas) {
       this.opts.history.requireFile(params.canvas.init);
       if (params.canvas.mask) this.opts.history.requireFile(params.canvas.mask);
+    }
+    for (const l of params.loras) {
+      const lora = this.opts.models.get(l.modelId);
+      if (lora.kind !== 'lora') throw new AtelierError('BAD_REQUEST', `${lora.name} is a ${lora.kind}, not a LoRA.`);
+      if (lora.family !== 'unknown' && model.family !== 'unknown' && lora.family !== model.family) {
+        throw new AtelierError('BAD_REQUEST', `${lora.name} is a LoRA for ${familyName(lora.family)}, but ${model.name} is ${familyName(model.family)}: pick a LoRA made for this model's family.`);
+      }
     }
     if (params.control) {
       const cn = this.opts.models.get(params.control.modelId);
@@ -122,9 +134,12 @@ export class JobsService {
       return;
     }
     this.running = next;
+    const release = this.opts.lock ? await this.opts.lock.acquire('generation') : () => {};
     try {
-      await this.run(next);
+      // It may have been cancelled while it waited for the worker.
+      if (next.state === 'queued') await this.run(next);
     } finally {
+      release();
       this.running = null;
       queueMicrotask(() => this.pump());
     }
@@ -158,6 +173,8 @@ export class JobsService {
           });
         }
       }
+      const loras = p.loras.map((l) => ({ ...l, model: this.opts.models.get(l.modelId) }));
+      if (loras.length) inputs.loras = loras.map((l) => ({ path: l.model.path, weight: l.weight }));
       if (p.control) {
         const cn = this.opts.models.get(p.control.modelId);
         inputs.control = { type: 'canny', model: cn.path, image: this.opts.history.requireFile(p.control.image), scale: p.control.scale, start: p.control.start, end: p.control.end };
@@ -213,7 +230,7 @@ export class JobsService {
         batch: p.batch,
         strength: p.mode === 'txt2img' ? null : p.strength,
         control: p.canvas || p.control ? { canvas: p.canvas ?? null, control: p.control ?? null } : null,
-        loras: [],
+        loras: loras.map((l) => ({ name: l.model.name, hash: l.model.hash, weight: l.weight, modelId: l.model.id })),
         device: result.device ? `${result.device}/${result.dtype}` : null,
         timings: result.timings,
         costUsd: null,

@@ -34,7 +34,10 @@ export function classifySafetensors(file: string): Classified | null {
   const has = (prefix: string) => keys.some((k) => k.startsWith(prefix));
   const hasPart = (part: string) => keys.some((k) => k.includes(part));
   if (hasPart('lora_down') || hasPart('lora_up') || hasPart('.lora_A.') || hasPart('.lora_B.')) {
-    const family = has('lora_te2_') || has('lora_te1_') || hasPart('text_encoder_2') ? 'sdxl' : keys.length ? 'sd15' : 'unknown';
+    // The cross-attention width decides: SDXL's UNet attends to 2048-wide text features, SD 1.5's to 768.
+    const ctx = keys.find((k) => /attn2[._]to_k/.test(k) && /(lora_down|lora_A)/.test(k));
+    const width = ctx ? tensors[ctx].shape[1] : undefined;
+    const family = has('lora_te2_') || has('lora_te1_') || hasPart('text_encoder_2') || width === 2048 ? 'sdxl' : keys.length ? 'sd15' : 'unknown';
     return { kind: 'lora', format: 'single_file', family };
   }
   if (has('control_model.') || has('controlnet_cond_embedding.')) {

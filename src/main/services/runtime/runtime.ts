@@ -278,6 +278,12 @@ export class RuntimeService {
     return worker.request<GenerateResult>('generate', request, onEvent, id).done;
   }
 
+  /** Run one LoRA training (PROTOCOL.md `train`); `id` is the training job's id, so `cancel(id)` reaches it. */
+  async train(id: string, request: Record<string, unknown>, onEvent: (e: WorkerEvent) => void): Promise<unknown> {
+    const worker = await this.ensureStarted();
+    return worker.request<unknown>('train', request, onEvent, id).done;
+  }
+
   /** Canny edges through the worker (answered at once, even while a generation runs). */
   async canny(params: { image: string; low: number; high: number; out: string; width?: number; height?: number }): Promise<{ path: string; width: number; height: number; edge_fraction: number }> {
     const worker = await this.ensureStarted();
