@@ -128,7 +128,7 @@ describe('HistoryStore', () => {
     const outside = path.join(tmpDir(), 'secret.txt');
     fs.writeFileSync(outside, 'secret');
     fs.symlinkSync(outside, path.join(s.imagesDir, 'link.png'));
-    for (const bad of ['../atelier.db', 'images/../../etc/passwd', '/etc/passwd', 'images/link.png', 'images\\x.png', 'images/%2e%2e/x', 'C:/x', '', 'images//x', 'images/\0.png']) {
+    for (const bad of ['../atelier.db', 'images/../../etc/passwd', '/etc/passwd', 'images/link.png', 'images\\x.png', 'images/%2e%2e/x', 'C:/x', '', 'images//x', 'images/\0.png', 'atelier.db', 'settings.json', 'datasets/x/dataset.json', 'training/x/checkpoint/optimizer.pt']) {
       expect(s.resolveFile(bad), bad).toBeNull();
     }
   });

@@ -334,8 +334,13 @@ export class HistoryStore {
     return deleted;
   }
 
-  /** Absolute path of a library file, or null for anything outside the library or missing. */
+  /**
+   * Absolute path of a library image the UI may show (history images, assets,
+   * dataset images, training samples), or null for anything else: outside the
+   * library, missing, or not an image (the database and settings are never served).
+   */
   resolveFile(rel: string): string | null {
+    if (!/^(images|assets|datasets|training)\//.test(rel) || !/\.(png|jpe?g|webp|bmp)$/i.test(rel)) return null;
     return resolveInside(this.dir, rel);
   }
 
