@@ -1,6 +1,8 @@
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readPngText } from '../../src/main/lib/pngchunks';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HistoryStore, type NewGeneration } from '../../src/main/services/history/store';
@@ -119,6 +121,16 @@ describe('HistoryStore', () => {
     db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
     db.close();
     expect(() => new HistoryStore({ dir })).toThrow(/newer Atelier/);
+  });
+
+  it('writes A1111 parameters and Atelier JSON into every PNG, each image with its own seed', () => {
+    const s = open();
+    const g = s.addGeneration(gen('a red circle', [{ data: makePng(8, 8), seed: 41 }, { data: makePng(8, 8), seed: 42 }]));
+    const texts = g.images.map((im) => readPngText(fs.readFileSync(path.join(s.dir, im.path))));
+    expect(texts[0].parameters).toBe('a red circle <lora:brand:0.8>\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 41, Size: 8x8, Model: tiny, Lora hashes: "brand: abc", Version: Atelier');
+    expect(JSON.parse(texts[1].atelier).params).toMatchObject({ seed: 42, prompt: 'a red circle' });
+    // The stored hash is of the bytes on disk (metadata included).
+    expect(g.images[0].sha256).toBe(createHash('sha256').update(fs.readFileSync(path.join(s.dir, g.images[0].path))).digest('hex'));
   });
 
   it('resolves library files and refuses paths that leave it', () => {

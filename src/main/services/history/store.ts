@@ -13,6 +13,8 @@ import path from 'node:path';
 import type { Generation, HistoryPage, ImageRecord, ModelRecord } from '../../../shared/contract';
 import { AtelierError } from '../../../shared/errors';
 import { pngSize, resolveInside, sha256, TEMP_MARK, writeFileAtomic } from '../../lib/fsx';
+import { writePngText } from '../../lib/pngchunks';
+import { ATELIER_KEY, formatA1111, type ImageParams } from './metadata';
 import { MIGRATIONS } from './migrations';
 
 export interface NewImage {
@@ -116,6 +118,31 @@ const toModel = (r: ModelRow): ModelRecord => ({
 /** Escape LIKE wildcards so a search for "50%" means the text "50%". */
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
+/** The text chunks written into a stored PNG: deterministic (no times or ids), so the same request gives the same bytes. */
+export function imageMetadata(g: Omit<NewGeneration, 'images'>, seed: number): Record<string, string> {
+  const p: ImageParams = {
+    prompt: g.prompt,
+    negativePrompt: g.negativePrompt,
+    sampler: g.sampler,
+    steps: g.steps,
+    cfg: g.cfg,
+    seed,
+    width: g.width,
+    height: g.height,
+    modelName: g.modelName,
+    modelHash: g.modelHash,
+    strength: g.strength,
+    mode: g.mode,
+    loras: g.loras.map((l) => ({ name: l.name, weight: l.weight, hash: l.hash })),
+    backend: g.backend,
+  };
+  const extra: Record<string, string> = { Version: 'Atelier' };
+  return {
+    parameters: formatA1111(p, extra),
+    [ATELIER_KEY]: JSON.stringify({ version: 1, params: p, request: g.params ?? null }),
+  };
+}
+
 export class HistoryStore {
   readonly dir: string;
   readonly imagesDir: string;
@@ -181,11 +208,14 @@ export class HistoryStore {
     const images: ImageRow[] = [];
     try {
       input.images.forEach((img, idx) => {
-        const data = img.data ?? (img.sourcePath ? fs.readFileSync(img.sourcePath) : undefined);
-        if (!data) throw new AtelierError('BAD_REQUEST', `Image ${idx} has neither data nor a source path.`);
+        const raw = img.data ?? (img.sourcePath ? fs.readFileSync(img.sourcePath) : undefined);
+        if (!raw) throw new AtelierError('BAD_REQUEST', `Image ${idx} has neither data nor a source path.`);
         let size: { width: number; height: number };
+        let data: Buffer;
         try {
-          size = pngSize(data);
+          size = pngSize(raw);
+          // Every file carries how it was made: A1111's text (PNG Info, Civitai) and Atelier's exact JSON.
+          data = writePngText(Buffer.from(raw), imageMetadata(input, img.seed));
         } catch (err) {
           throw new AtelierError('BAD_REQUEST', `Image ${idx} is not a valid PNG (${(err as Error).message}); nothing was saved.`);
         }
