@@ -81,6 +81,8 @@ export const GenerateParams = z
     canvas: CanvasInputs.optional(),
     control: ControlInputs.optional(),
     loras: z.array(LoraUse).max(16, 'at most 16 LoRAs at once').default([]),
+    /** Generate even when an identical earlier request's image is in the history (the result cache). */
+    noCache: z.boolean().default(false),
   })
   .superRefine((p, ctx) => {
     if (p.mode === 'img2img' && !p.initImageId && !p.canvas) {
@@ -141,15 +143,39 @@ export const Generation = z.object({
   device: z.string().nullable(),
   timings: z.record(z.string(), z.number()),
   costUsd: z.number().nullable(),
+  favorite: z.boolean(),
   images: z.array(ImageRecord),
 });
 export type Generation = z.infer<typeof Generation>;
 
 export const HistoryListInput = z.object({
+  /** Full-text search over prompts, negative prompts, model and LoRA names (words match by prefix). */
   query: z.string().max(500).default(''),
+  model: z.string().max(500).optional(),
+  lora: z.string().max(500).optional(),
+  sampler: z.string().max(100).optional(),
+  backend: z.enum(['local', 'cloud']).optional(),
+  favorite: z.boolean().optional(),
+  /** ISO dates (inclusive from, exclusive to). */
+  from: z.string().max(40).optional(),
+  to: z.string().max(40).optional(),
+  boardId: z.string().max(200).optional(),
   limit: z.number().int().min(1).max(500).default(60),
   offset: z.number().int().min(0).default(0),
 });
+export const HistoryFacets = z.object({ models: z.array(z.string()), samplers: z.array(z.string()), loras: z.array(z.string()) });
+export const Board = z.object({ id: z.string(), name: z.string(), createdAt: z.string(), count: z.number().int(), cover: z.string().nullable() });
+export type Board = z.infer<typeof Board>;
+/** What a dropped PNG says about how it was made, resolved against this library where possible. */
+export const ImageMetadata = z.object({
+  source: z.enum(['atelier', 'a1111', 'comfyui', 'none']),
+  params: z.record(z.string(), z.unknown()),
+  /** The library model matching the image's model hash or name, if any. */
+  modelId: z.string().nullable(),
+  loras: z.array(z.object({ name: z.string(), weight: z.number(), modelId: z.string().nullable() })),
+  notes: z.array(z.string()),
+});
+export type ImageMetadata = z.infer<typeof ImageMetadata>;
 export const HistoryPage = z.object({ items: z.array(Generation), total: z.number().int(), nextOffset: z.number().int().nullable() });
 export type HistoryPage = z.infer<typeof HistoryPage>;
 
@@ -196,6 +222,8 @@ export const JobState = z.enum(['queued', 'running', 'done', 'failed', 'cancelle
 export const Job = z.object({
   id: z.string(),
   state: JobState,
+  /** Answered from the history (an identical earlier request) without generating. */
+  cached: z.boolean().default(false),
   params: z.custom<GenerateParams>((v) => typeof v === 'object' && v !== null),
   modelName: z.string(),
   createdAt: z.string(),
@@ -388,6 +416,23 @@ export const methods = {
   'settings.update': { input: SettingsPatch.strict(), output: Settings },
   'history.list': { input: HistoryListInput.strict(), output: HistoryPage },
   'history.get': { input: byId, output: Generation },
+  'history.facets': { input: none, output: HistoryFacets },
+  'history.setFavorite': { input: z.object({ ids: z.array(z.string().min(1).max(200)).min(1).max(10000), favorite: z.boolean() }).strict(), output: z.object({ updated: z.number().int() }) },
+  /** One entry as a ComfyUI API-format workflow, or as plain JSON of its parameters. */
+  'history.export': {
+    input: z.object({ id: z.string().min(1).max(200), format: z.enum(['comfyui', 'json', 'a1111']) }).strict(),
+    output: z.object({ filename: z.string(), mime: z.string(), text: z.string() }),
+  },
+  /** Read the generation settings out of any PNG (Atelier, A1111 or ComfyUI metadata). */
+  'history.readMetadata': { input: z.object({ png: z.string().min(8).max(MAX_ASSET_BASE64) }).strict(), output: ImageMetadata },
+  'boards.list': { input: none, output: z.array(Board) },
+  'boards.create': { input: z.object({ name: z.string().trim().min(1, 'is empty: name the board').max(120) }).strict(), output: Board },
+  'boards.rename': { input: z.object({ id: z.string().min(1).max(200), name: z.string().trim().min(1).max(120) }).strict(), output: Board },
+  'boards.delete': { input: byId, output: z.object({ deleted: z.boolean() }) },
+  'boards.add': { input: z.object({ id: z.string().min(1).max(200), generationIds: z.array(z.string().min(1).max(200)).min(1).max(10000) }).strict(), output: Board },
+  'boards.remove': { input: z.object({ id: z.string().min(1).max(200), generationIds: z.array(z.string().min(1).max(200)).min(1).max(10000) }).strict(), output: Board },
+  /** Copy a board's images (with their metadata) and a manifest into a folder. */
+  'boards.export': { input: z.object({ id: z.string().min(1).max(200), folder: z.string().min(1).max(4096) }).strict(), output: z.object({ folder: z.string(), images: z.number().int() }) },
   'history.delete': { input: z.object({ ids: z.array(z.string().min(1).max(200)).min(1).max(10000) }).strict(), output: z.object({ deleted: z.number().int() }) },
   'models.list': { input: none, output: z.array(ModelRecord) },
   'models.rescan': { input: none, output: z.array(ModelRecord) },
@@ -407,6 +452,12 @@ export const methods = {
       .strict(),
     output: z.object({ path: AssetPath, width: z.number().int(), height: z.number().int(), edgeFraction: z.number() }),
   },
+  /** Queue many at once (prompt lists, prompt matrices, variations), in order. */
+  'jobs.submitMany': { input: z.object({ items: z.array(GenerateParams).min(1).max(500) }).strict(), output: z.array(Job) },
+  /** Move a queued job to a place in the queue (0 = next). */
+  'jobs.move': { input: z.object({ id: z.string().min(1).max(200), index: z.number().int().min(0).max(100000) }).strict(), output: z.array(Job) },
+  /** Queue a failed or cancelled job again with the same parameters. */
+  'jobs.retry': { input: byId, output: Job },
   'jobs.cancel': { input: byId, output: z.object({ cancelled: z.boolean() }) },
   'jobs.list': { input: none, output: z.array(Job) },
 
@@ -451,6 +502,8 @@ export const events = {
   'runtime.changed': RuntimeStatus,
   'history.added': z.object({ generationId: z.string() }),
   'history.deleted': z.object({ ids: z.array(z.string()) }),
+  'history.changed': z.object({ ids: z.array(z.string()) }),
+  'boards.changed': z.object({}),
   'settings.changed': Settings,
   'datasets.changed': z.object({ id: z.string() }),
   'training.changed': TrainingJob,

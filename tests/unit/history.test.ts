@@ -74,7 +74,7 @@ describe('HistoryStore', () => {
     expect(back.images[1].sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it('lists newest first, paged, filtered by prompt text with wildcards taken literally', () => {
+  it('lists newest first, paged, with full-text search whose operators are taken literally', () => {
     let t = Date.parse('2026-01-01T00:00:00Z');
     const s = open(tmpDir(), () => new Date((t += 1000)));
     for (let i = 0; i < 7; i++) s.addGeneration(gen(`castle number ${i}`));
@@ -88,8 +88,40 @@ describe('HistoryStore', () => {
     expect(last.nextOffset).toBeNull();
     expect(s.list({ query: 'CASTLE' }).total).toBe(7);
     expect(s.list({ query: '100%' }).items.map((g) => g.prompt)).toEqual(['100% pure _snow_']);
-    expect(s.list({ query: '%' }).total).toBe(1); // not "everything"
+    expect(s.list({ query: '%' }).total).toBe(0); // punctuation alone matches nothing, not "everything"
     expect(s.list({ query: 'blurry' }).total).toBe(8); // negative prompt too
+    expect(s.list({ query: 'cast numb' }).total).toBe(7); // words match by prefix, all must match
+    expect(s.list({ query: 'castle snow' }).total).toBe(0);
+    expect(s.list({ query: 'castle OR snow' }).total).toBe(0); // no FTS operators from user text
+    expect(s.list({ query: '"unbalanced NEAR(' }).total).toBe(0); // never a syntax error
+    expect(s.list({ query: 'brand' }).total).toBe(8); // LoRA names are searched too
+  });
+
+  it('filters by model, LoRA, sampler, favorite, date and board', () => {
+    let t = Date.parse('2026-01-01T00:00:00Z');
+    const s = open(tmpDir(), () => new Date((t += 86400000)));
+    const a = s.addGeneration({ ...gen('alpha'), modelName: 'dreamshaper', sampler: 'DPM++ 2M Karras', loras: [] });
+    const b = s.addGeneration(gen('beta'));
+    const c = s.addGeneration({ ...gen('gamma'), backend: 'cloud' });
+    expect(s.list({ model: 'dreamshaper' }).items.map((g) => g.id)).toEqual([a.id]);
+    expect(s.list({ lora: 'brand' }).items.map((g) => g.id)).toEqual([c.id, b.id]);
+    expect(s.list({ sampler: 'DPM++ 2M Karras' }).total).toBe(1);
+    expect(s.list({ backend: 'cloud' }).items.map((g) => g.id)).toEqual([c.id]);
+    expect(s.setFavorite([a.id, c.id], true)).toBe(2);
+    expect(s.list({ favorite: true }).items.map((g) => g.id)).toEqual([c.id, a.id]);
+    expect(s.get(a.id).favorite).toBe(true);
+    expect(s.list({ from: b.createdAt }).total).toBe(2);
+    expect(s.list({ from: a.createdAt, to: b.createdAt }).items.map((g) => g.id)).toEqual([a.id]);
+    const board = s.createBoard('Keepers');
+    expect(() => s.createBoard('keepers')).toThrow(/already a board/);
+    expect(s.addToBoard(board.id, [a.id, b.id, 'missing']).count).toBe(2);
+    expect(s.list({ boardId: board.id }).total).toBe(2);
+    expect(s.removeFromBoard(board.id, [a.id]).count).toBe(1);
+    expect(s.facets()).toEqual({ models: ['dreamshaper', 'tiny'], samplers: ['DPM++ 2M Karras', 'Euler a'], loras: ['brand'] });
+    // Deleting a generation takes it out of search and boards.
+    s.delete([b.id]);
+    expect(s.list({ query: 'beta' }).total).toBe(0);
+    expect(s.getBoard(board.id).count).toBe(0);
   });
 
   it('deletes rows and files together', () => {

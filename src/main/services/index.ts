@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AppInfo } from '../../shared/contract';
 import { createDispatcher, EventHub, type Dispatch, type Handlers } from '../host/dispatcher';
+import { exportBoard, exportGeneration, readImageMetadata } from './history/exports';
 import { HistoryStore } from './history/store';
 import { JobsService } from './jobs/jobs';
 import { ModelsService } from './models/models';
@@ -104,6 +105,10 @@ export function createServices(opts: ServicesOptions): Services {
     log,
   });
 
+  const boardChanged = <T>(v: T): T => {
+    hub.emit('boards.changed', {});
+    return v;
+  };
   const handlers: Handlers = {
     'app.info': () => ({ version: opts.version, shell: opts.shell, platform: process.platform, dataDir: opts.dataDir }),
     'settings.get': () => settings.get(),
@@ -115,6 +120,21 @@ export function createServices(opts: ServicesOptions): Services {
     },
     'history.list': (q) => history.list(q),
     'history.get': ({ id }) => history.get(id),
+    'history.facets': () => history.facets(),
+    'history.setFavorite': ({ ids, favorite }) => {
+      const updated = history.setFavorite(ids, favorite);
+      hub.emit('history.changed', { ids });
+      return { updated };
+    },
+    'history.export': ({ id, format }) => exportGeneration(history, models, id, format),
+    'history.readMetadata': ({ png }) => readImageMetadata(history, Buffer.from(png, 'base64')),
+    'boards.list': () => history.listBoards(),
+    'boards.create': ({ name }) => boardChanged(history.createBoard(name)),
+    'boards.rename': ({ id, name }) => boardChanged(history.renameBoard(id, name)),
+    'boards.delete': ({ id }) => boardChanged({ deleted: history.deleteBoard(id) }),
+    'boards.add': ({ id, generationIds }) => boardChanged(history.addToBoard(id, generationIds)),
+    'boards.remove': ({ id, generationIds }) => boardChanged(history.removeFromBoard(id, generationIds)),
+    'boards.export': ({ id, folder }) => exportBoard(history, id, folder),
     'history.delete': ({ ids }) => {
       const deleted = history.delete(ids);
       hub.emit('history.deleted', { ids });
@@ -129,6 +149,9 @@ export function createServices(opts: ServicesOptions): Services {
     },
     'runtime.restart': () => runtime.restart(),
     'jobs.submit': (params) => jobs.submit(params),
+    'jobs.submitMany': ({ items }) => jobs.submitMany(items),
+    'jobs.move': ({ id, index }) => jobs.move(id, index),
+    'jobs.retry': ({ id }) => jobs.retry(id),
     'jobs.cancel': async ({ id }) => ({ cancelled: await jobs.cancel(id) }),
     'jobs.list': () => jobs.list(),
     'datasets.list': () => datasets.list(),

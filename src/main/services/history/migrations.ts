@@ -100,4 +100,45 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (job_id, step)
   ) WITHOUT ROWID;
   `,
+  // 4: search (FTS5 over prompts, model and LoRA names), favorites, boards, the result cache key, the persistent queue
+  `
+  ALTER TABLE generations ADD COLUMN favorite INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE generations ADD COLUMN cache_key TEXT;
+  ALTER TABLE models ADD COLUMN hash_key TEXT;
+  CREATE INDEX generations_cache ON generations(cache_key) WHERE cache_key IS NOT NULL;
+  CREATE INDEX generations_model ON generations(model_name, created_at DESC);
+  CREATE INDEX generations_favorite ON generations(created_at DESC) WHERE favorite = 1;
+
+  CREATE VIRTUAL TABLE generations_fts USING fts5(prompt, negative_prompt, model_name, loras, tokenize = 'unicode61 remove_diacritics 2');
+  INSERT INTO generations_fts (rowid, prompt, negative_prompt, model_name, loras)
+    SELECT rowid, prompt, negative_prompt, model_name, (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(loras_json)) FROM generations;
+  CREATE TRIGGER generations_fts_insert AFTER INSERT ON generations BEGIN
+    INSERT INTO generations_fts (rowid, prompt, negative_prompt, model_name, loras)
+      VALUES (new.rowid, new.prompt, new.negative_prompt, new.model_name, (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(new.loras_json)));
+  END;
+  CREATE TRIGGER generations_fts_delete AFTER DELETE ON generations BEGIN
+    DELETE FROM generations_fts WHERE rowid = old.rowid;
+  END;
+
+  CREATE TABLE boards (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    created_at  TEXT NOT NULL
+  );
+  CREATE TABLE board_items (
+    board_id       TEXT NOT NULL REFERENCES boards(id) ON DELETE CASCADE,
+    generation_id  TEXT NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+    added_at       TEXT NOT NULL,
+    PRIMARY KEY (board_id, generation_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX board_items_generation ON board_items(generation_id);
+
+  CREATE TABLE queue (
+    id           TEXT PRIMARY KEY,
+    position     REAL NOT NULL,
+    params_json  TEXT NOT NULL,
+    model_name   TEXT NOT NULL,
+    created_at   TEXT NOT NULL
+  );
+  `,
 ];

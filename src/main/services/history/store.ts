@@ -10,7 +10,8 @@ import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Generation, HistoryPage, ImageRecord, ModelRecord } from '../../../shared/contract';
+import type { z } from 'zod';
+import type { Board, Generation, HistoryListInput, HistoryPage, ImageRecord, ModelRecord } from '../../../shared/contract';
 import { AtelierError } from '../../../shared/errors';
 import { pngSize, resolveInside, sha256, TEMP_MARK, writeFileAtomic } from '../../lib/fsx';
 import { writePngText } from '../../lib/pngchunks';
@@ -25,8 +26,10 @@ export interface NewImage {
   parentImageId?: string | null;
 }
 
-export type NewGeneration = Omit<Generation, 'id' | 'createdAt' | 'images'> & {
+export type NewGeneration = Omit<Generation, 'id' | 'createdAt' | 'images' | 'favorite'> & {
   params: unknown;
+  /** Content hash of model, parameters, seed and inputs (the result cache's key). */
+  cacheKey?: string | null;
   images: NewImage[];
 };
 
@@ -59,6 +62,8 @@ interface GenerationRow {
   device: string | null;
   timings_json: string;
   cost_usd: number | null;
+  favorite: number;
+  cache_key: string | null;
 }
 
 interface ImageRow {
@@ -115,8 +120,20 @@ const toModel = (r: ModelRow): ModelRecord => ({
   addedAt: r.added_at,
 });
 
-/** Escape LIKE wildcards so a search for "50%" means the text "50%". */
-const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+export type HistoryQuery = Partial<Omit<z.output<typeof HistoryListInput>, 'limit' | 'offset'>> & { limit?: number; offset?: number };
+
+/**
+ * A user's search text as an FTS5 query: each word (letters, digits, apostrophes)
+ * is a quoted prefix term, all must match. Operators and quotes in the text are
+ * never interpreted, so any input is a valid query.
+ */
+export function ftsQuery(text: string): string {
+  const words = text.toLowerCase().match(/[\p{L}\p{N}_']+/gu) ?? [];
+  return words
+    .slice(0, 32)
+    .map((w) => `"${w.replace(/"/g, '""')}"*`)
+    .join(' ');
+}
 
 /** The text chunks written into a stored PNG: deterministic (no times or ids), so the same request gives the same bytes. */
 export function imageMetadata(g: Omit<NewGeneration, 'images'>, seed: number): Record<string, string> {
@@ -139,7 +156,9 @@ export function imageMetadata(g: Omit<NewGeneration, 'images'>, seed: number): R
   const extra: Record<string, string> = { Version: 'Atelier' };
   return {
     parameters: formatA1111(p, extra),
-    [ATELIER_KEY]: JSON.stringify({ version: 1, params: p, request: g.params ?? null }),
+    // The request that makes exactly this image: its own seed, batch 1 (so image i of a batch and a
+    // single run with seed + i carry the same metadata, and the same bytes).
+    [ATELIER_KEY]: JSON.stringify({ version: 1, params: p, request: g.params && typeof g.params === 'object' ? { ...(g.params as object), seed, batch: 1 } : null }),
   };
 }
 
@@ -240,9 +259,9 @@ export class HistoryStore {
         this.db
           .prepare(
             `INSERT INTO generations (id, created_at, backend, mode, prompt, negative_prompt, model_id, model_name, model_hash,
-               sampler, steps, cfg, seed, width, height, batch, strength, control_json, loras_json, device, timings_json, cost_usd, params_json)
+               sampler, steps, cfg, seed, width, height, batch, strength, control_json, loras_json, device, timings_json, cost_usd, params_json, cache_key)
              VALUES (@id, @created_at, @backend, @mode, @prompt, @negative_prompt, @model_id, @model_name, @model_hash,
-               @sampler, @steps, @cfg, @seed, @width, @height, @batch, @strength, @control_json, @loras_json, @device, @timings_json, @cost_usd, @params_json)`,
+               @sampler, @steps, @cfg, @seed, @width, @height, @batch, @strength, @control_json, @loras_json, @device, @timings_json, @cost_usd, @params_json, @cache_key)`,
           )
           .run({
             id,
@@ -268,6 +287,7 @@ export class HistoryStore {
             timings_json: JSON.stringify(input.timings),
             cost_usd: input.costUsd,
             params_json: JSON.stringify(input.params ?? {}),
+            cache_key: input.cacheKey ?? null,
           });
         const insert = this.db.prepare(
           `INSERT INTO images (id, generation_id, idx, path, sha256, width, height, seed, parent_image_id, created_at)
@@ -288,18 +308,175 @@ export class HistoryStore {
     return this.hydrate([row])[0];
   }
 
-  list(opts: { query?: string; limit?: number; offset?: number } = {}): HistoryPage {
+  list(opts: HistoryQuery = {}): HistoryPage {
     const limit = opts.limit ?? 60;
     const offset = opts.offset ?? 0;
-    const q = (opts.query ?? '').trim();
-    const where = q ? `WHERE prompt LIKE @q ESCAPE '\\' OR negative_prompt LIKE @q ESCAPE '\\'` : '';
-    const args = { q: likePattern(q), limit, offset };
-    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM generations ${where}`).get(args) as { n: number }).n;
+    const { where, args } = this.filters(opts);
+    const sqlWhere = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM generations g ${sqlWhere}`).get(args) as { n: number }).n;
     const rows = this.db
-      .prepare(`SELECT * FROM generations ${where} ORDER BY created_at DESC, rowid DESC LIMIT @limit OFFSET @offset`)
-      .all(args) as GenerationRow[];
+      .prepare(`SELECT g.* FROM generations g ${sqlWhere} ORDER BY g.created_at DESC, g.rowid DESC LIMIT @limit OFFSET @offset`)
+      .all({ ...args, limit, offset }) as GenerationRow[];
     const next = offset + rows.length;
     return { items: this.hydrate(rows), total, nextOffset: next < total ? next : null };
+  }
+
+  private filters(opts: HistoryQuery): { where: string[]; args: Record<string, unknown> } {
+    const where: string[] = [];
+    const args: Record<string, unknown> = {};
+    const fts = ftsQuery(opts.query ?? '');
+    if (fts) {
+      where.push('g.rowid IN (SELECT rowid FROM generations_fts WHERE generations_fts MATCH @fts)');
+      args.fts = fts;
+    } else if ((opts.query ?? '').trim()) {
+      where.push('0'); // only punctuation: matches nothing rather than everything
+    }
+    if (opts.model) {
+      where.push('g.model_name = @model');
+      args.model = opts.model;
+    }
+    if (opts.lora) {
+      where.push(`EXISTS (SELECT 1 FROM json_each(g.loras_json) WHERE json_extract(value, '$.name') = @lora)`);
+      args.lora = opts.lora;
+    }
+    if (opts.sampler) {
+      where.push('g.sampler = @sampler');
+      args.sampler = opts.sampler;
+    }
+    if (opts.backend) {
+      where.push('g.backend = @backend');
+      args.backend = opts.backend;
+    }
+    if (opts.favorite !== undefined) where.push(opts.favorite ? 'g.favorite = 1' : 'g.favorite = 0');
+    if (opts.from) {
+      where.push('g.created_at >= @from');
+      args.from = opts.from;
+    }
+    if (opts.to) {
+      where.push('g.created_at < @to');
+      args.to = opts.to;
+    }
+    if (opts.boardId) {
+      where.push('g.id IN (SELECT generation_id FROM board_items WHERE board_id = @board)');
+      args.board = opts.boardId;
+    }
+    return { where, args };
+  }
+
+  /** The values the gallery's filters offer. */
+  facets(): { models: string[]; samplers: string[]; loras: string[] } {
+    const col = (sql: string) => (this.db.prepare(sql).all() as { v: string }[]).map((r) => r.v);
+    return {
+      models: col('SELECT DISTINCT model_name AS v FROM generations ORDER BY v COLLATE NOCASE'),
+      samplers: col('SELECT DISTINCT sampler AS v FROM generations ORDER BY v'),
+      loras: col(`SELECT DISTINCT json_extract(j.value, '$.name') AS v FROM generations g, json_each(g.loras_json) j WHERE v IS NOT NULL ORDER BY v COLLATE NOCASE`),
+    };
+  }
+
+  setFavorite(ids: string[], favorite: boolean): number {
+    return this.db.prepare('UPDATE generations SET favorite = ? WHERE id IN (SELECT value FROM json_each(?))').run(favorite ? 1 : 0, JSON.stringify(ids)).changes;
+  }
+
+  /** The newest generation made from exactly this request whose files all still exist (the result cache). */
+  findCached(key: string): Generation | null {
+    const rows = this.db.prepare('SELECT * FROM generations WHERE cache_key = ? ORDER BY created_at DESC LIMIT 5').all(key) as GenerationRow[];
+    for (const g of this.hydrate(rows)) {
+      if (g.images.length && g.images.every((im) => fs.existsSync(path.join(this.dir, ...im.path.split('/'))))) return g;
+    }
+    return null;
+  }
+
+  // ------------------------------------------------------------------ boards
+
+  listBoards(): Board[] {
+    const rows = this.db
+      .prepare(
+        `SELECT b.id, b.name, b.created_at, COUNT(bi.generation_id) AS count,
+           (SELECT i.path FROM board_items x JOIN images i ON i.generation_id = x.generation_id AND i.idx = 0 WHERE x.board_id = b.id ORDER BY x.added_at DESC LIMIT 1) AS cover
+         FROM boards b LEFT JOIN board_items bi ON bi.board_id = b.id GROUP BY b.id ORDER BY b.name COLLATE NOCASE`,
+      )
+      .all() as { id: string; name: string; created_at: string; count: number; cover: string | null }[];
+    return rows.map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at, count: r.count, cover: r.cover }));
+  }
+
+  getBoard(id: string): Board {
+    const b = this.listBoards().find((x) => x.id === id);
+    if (!b) throw new AtelierError('NOT_FOUND', `No board ${id}: it may have been deleted.`);
+    return b;
+  }
+
+  createBoard(name: string): Board {
+    const id = randomUUID();
+    try {
+      this.db.prepare('INSERT INTO boards (id, name, created_at) VALUES (?, ?, ?)').run(id, name, this.now().toISOString());
+    } catch (err) {
+      if (/UNIQUE/.test((err as Error).message)) throw new AtelierError('BAD_REQUEST', `name: there is already a board called "${name}".`);
+      throw err;
+    }
+    return this.getBoard(id);
+  }
+
+  renameBoard(id: string, name: string): Board {
+    this.getBoard(id);
+    try {
+      this.db.prepare('UPDATE boards SET name = ? WHERE id = ?').run(name, id);
+    } catch (err) {
+      if (/UNIQUE/.test((err as Error).message)) throw new AtelierError('BAD_REQUEST', `name: there is already a board called "${name}".`);
+      throw err;
+    }
+    return this.getBoard(id);
+  }
+
+  deleteBoard(id: string): boolean {
+    return this.db.prepare('DELETE FROM boards WHERE id = ?').run(id).changes > 0;
+  }
+
+  addToBoard(id: string, generationIds: string[]): Board {
+    this.getBoard(id);
+    const now = this.now().toISOString();
+    const ins = this.db.prepare('INSERT OR IGNORE INTO board_items (board_id, generation_id, added_at) SELECT ?, id, ? FROM generations WHERE id = ?');
+    this.db.transaction(() => generationIds.forEach((g) => ins.run(id, now, g)))();
+    return this.getBoard(id);
+  }
+
+  removeFromBoard(id: string, generationIds: string[]): Board {
+    this.getBoard(id);
+    this.db.prepare('DELETE FROM board_items WHERE board_id = ? AND generation_id IN (SELECT value FROM json_each(?))').run(id, JSON.stringify(generationIds));
+    return this.getBoard(id);
+  }
+
+  /** Stored request parameters of a generation (what "use these settings" and exports read). */
+  params(id: string): Record<string, unknown> {
+    const row = this.db.prepare('SELECT params_json FROM generations WHERE id = ?').get(id) as { params_json: string } | undefined;
+    if (!row) throw new AtelierError('NOT_FOUND', `No history entry ${id}: it may have been deleted.`);
+    return JSON.parse(row.params_json);
+  }
+
+  // ------------------------------------------------------------------ queue
+
+  /** Jobs waiting to run, persisted so the queue survives a restart. */
+  queueList(): { id: string; params: unknown; modelName: string; createdAt: string }[] {
+    return (this.db.prepare('SELECT * FROM queue ORDER BY position, created_at').all() as { id: string; params_json: string; model_name: string; created_at: string }[]).map((r) => ({
+      id: r.id,
+      params: JSON.parse(r.params_json),
+      modelName: r.model_name,
+      createdAt: r.created_at,
+    }));
+  }
+
+  queuePut(items: { id: string; params: unknown; modelName: string; createdAt: string }[]): void {
+    const max = (this.db.prepare('SELECT COALESCE(MAX(position), 0) AS m FROM queue').get() as { m: number }).m;
+    const ins = this.db.prepare('INSERT OR REPLACE INTO queue (id, position, params_json, model_name, created_at) VALUES (?, ?, ?, ?, ?)');
+    this.db.transaction(() => items.forEach((it, i) => ins.run(it.id, max + i + 1, JSON.stringify(it.params), it.modelName, it.createdAt)))();
+  }
+
+  queueRemove(id: string): void {
+    this.db.prepare('DELETE FROM queue WHERE id = ?').run(id);
+  }
+
+  queueOrder(ids: string[]): void {
+    const upd = this.db.prepare('UPDATE queue SET position = ? WHERE id = ?');
+    this.db.transaction(() => ids.forEach((id, i) => upd.run(i + 1, id)))();
   }
 
   private hydrate(rows: GenerationRow[]): Generation[] {
@@ -337,6 +514,7 @@ export class HistoryStore {
       device: r.device,
       timings: JSON.parse(r.timings_json),
       costUsd: r.cost_usd,
+      favorite: r.favorite === 1,
       images: byGen.get(r.id) ?? [],
     }));
   }
@@ -462,7 +640,19 @@ export class HistoryStore {
     for (const r of rows) if (!paths.has(r.path)) del.run(r.id);
   }
 
-  setModelHash(id: string, hash: string): void {
-    this.db.prepare('UPDATE models SET hash = ? WHERE id = ?').run(hash, id);
+  setModelHash(id: string, hash: string, key: string | null = null): void {
+    this.db.prepare('UPDATE models SET hash = ?, hash_key = ? WHERE id = ?').run(hash, key, id);
+  }
+
+  modelHashKey(id: string): string | null {
+    return (this.db.prepare('SELECT hash_key FROM models WHERE id = ?').get(id) as { hash_key: string | null } | undefined)?.hash_key ?? null;
+  }
+
+  /** A library model by its A1111 hash, else by name (resolving dropped images' metadata). */
+  findModel(kind: ModelRecord['kind'], hash: string | null | undefined, name: string | null | undefined): ModelRecord | null {
+    const byHash = hash ? (this.db.prepare('SELECT * FROM models WHERE kind = ? AND hash = ? LIMIT 1').get(kind, hash) as ModelRow | undefined) : undefined;
+    if (byHash) return toModel(byHash);
+    const byName = name ? (this.db.prepare('SELECT * FROM models WHERE kind = ? AND name = ? COLLATE NOCASE LIMIT 1').get(kind, name) as ModelRow | undefined) : undefined;
+    return byName ? toModel(byName) : null;
   }
 }

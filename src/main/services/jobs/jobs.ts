@@ -4,10 +4,10 @@
  * worker, and lands in the history with every parameter that reproduces it.
  * A worker crash fails the job in flight with a clear error; the queue goes on.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { GenerateParams, Job, JobProgress } from '../../../shared/contract';
+import { GenerateParams, type Job, type JobProgress } from '../../../shared/contract';
 import { AtelierError, toErrorPayload } from '../../../shared/errors';
 import type { HistoryStore } from '../history/store';
 import type { ModelsService } from '../models/models';
@@ -34,6 +34,37 @@ export interface JobsOptions {
 /** Finished jobs kept in memory for the UI's list (the history is the durable record). */
 const KEEP_FINISHED = 50;
 
+/**
+ * The result cache's key: a content hash of everything that decides the pixels
+ * (model and LoRA hashes, every parameter, the seed, and the inputs: history
+ * images by their sha256, canvas and control images by their content-addressed
+ * asset paths). `noCache` itself is not part of it.
+ */
+export function cacheKey(p: GenerateParams, hashes: { model: string; loras: (string | null)[]; control: string | null; init: string | null }): string {
+  const { noCache: _n, modelId: _m, initImageId: _i, ...rest } = p;
+  const body = {
+    v: 1,
+    ...rest,
+    loras: p.loras.map((l, i) => ({ hash: hashes.loras[i] ?? l.modelId, weight: l.weight })),
+    control: p.control ? { ...p.control, modelId: undefined, model: hashes.control ?? p.control.modelId } : null,
+    model: hashes.model,
+    init: hashes.init,
+  };
+  return createHash('sha256').update(stableJson(body)).digest('hex');
+}
+
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v as object)
+      .sort()
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
 const familyName = (f: string) => (f === 'sdxl' ? 'SDXL' : f === 'sd15' ? 'SD 1.5' : f);
 
 export class JobsService {
@@ -45,6 +76,32 @@ export class JobsService {
     fs.mkdirSync(opts.jobsDir, { recursive: true });
     // Outputs of jobs interrupted by a crash or a kill: never a library file, safe to drop.
     for (const e of fs.readdirSync(opts.jobsDir)) fs.rmSync(path.join(opts.jobsDir, e), { recursive: true, force: true });
+    // The queue survives a restart: what was waiting (or running) when the app stopped runs again.
+    for (const q of opts.history.queueList()) {
+      const parsed = GenerateParams.safeParse(q.params);
+      const job = this.newJob(parsed.success ? parsed.data : (q.params as GenerateParams), q.modelName, q.id, q.createdAt);
+      this.jobs.push(job);
+      if (!parsed.success) this.finish(job, 'failed', { code: 'BAD_REQUEST', message: 'This queued job was saved by another version of Atelier and cannot run; retry it from the history.' });
+    }
+    if (this.jobs.length) queueMicrotask(() => this.pump());
+  }
+
+  private newJob(params: GenerateParams, modelName: string, id: string = randomUUID(), createdAt = new Date().toISOString()): Job {
+    return {
+      id,
+      state: 'queued',
+      cached: false,
+      params,
+      modelName,
+      createdAt,
+      startedAt: null,
+      finishedAt: null,
+      step: 0,
+      total: params.mode === 'txt2img' ? params.steps : Math.max(1, Math.floor(params.steps * params.strength)),
+      imageIndex: 0,
+      generationId: null,
+      error: null,
+    };
   }
 
   list(): Job[] {
@@ -52,6 +109,43 @@ export class JobsService {
   }
 
   submit(params: GenerateParams): Job {
+    return this.submitMany([params])[0];
+  }
+
+  /** Queue several jobs in order; all are checked first, so a bad one queues none. */
+  submitMany(items: GenerateParams[]): Job[] {
+    const jobs = items.map((p) => this.newJob(p, this.check(p).name));
+    this.opts.history.queuePut(jobs.map((j) => ({ id: j.id, params: j.params, modelName: j.modelName, createdAt: j.createdAt })));
+    for (const j of jobs) {
+      this.jobs.push(j);
+      this.changed(j);
+    }
+    queueMicrotask(() => this.pump());
+    return jobs.map((j) => ({ ...j }));
+  }
+
+  /** Move a queued job to `index` among the queued ones (0 = next to run). */
+  move(id: string, index: number): Job[] {
+    const job = this.jobs.find((j) => j.id === id);
+    if (!job || job.state !== 'queued') throw new AtelierError('BAD_REQUEST', 'Only a queued job can be moved.');
+    const queued = this.jobs.filter((j) => j.state === 'queued' && j !== job);
+    queued.splice(Math.min(index, queued.length), 0, job);
+    const rest = this.jobs.filter((j) => j.state !== 'queued');
+    this.jobs = [...rest, ...queued];
+    this.opts.history.queueOrder(queued.map((j) => j.id));
+    for (const j of queued) this.changed(j);
+    return this.list();
+  }
+
+  retry(id: string): Job {
+    const job = this.jobs.find((j) => j.id === id);
+    if (!job) throw new AtelierError('NOT_FOUND', `No job ${id} in the queue.`);
+    if (job.state !== 'failed' && job.state !== 'cancelled') throw new AtelierError('BAD_REQUEST', `The job is ${job.state}; only failed or cancelled jobs can be retried.`);
+    return this.submit(job.params);
+  }
+
+  /** Refuse what cannot run before anything is queued. Returns the model. */
+  private check(params: GenerateParams) {
     const model = this.opts.models.get(params.modelId); // MODEL_NOT_FOUND before anything is queued
     if (model.kind !== 'checkpoint') throw new AtelierError('BAD_REQUEST', `${model.name} is a ${model.kind}, not a checkpoint: pick a checkpoint to generate with.`);
     // Inputs that do not exist fail now, before anything is queued.
@@ -72,24 +166,7 @@ export class JobsService {
       if (cn.kind !== 'controlnet') throw new AtelierError('BAD_REQUEST', `${cn.name} is a ${cn.kind}, not a ControlNet.`);
       this.opts.history.requireFile(params.control.image);
     }
-    const job: Job = {
-      id: randomUUID(),
-      state: 'queued',
-      params,
-      modelName: model.name,
-      createdAt: new Date().toISOString(),
-      startedAt: null,
-      finishedAt: null,
-      step: 0,
-      total: params.mode === 'txt2img' ? params.steps : Math.max(1, Math.floor(params.steps * params.strength)),
-      imageIndex: 0,
-      generationId: null,
-      error: null,
-    };
-    this.jobs.push(job);
-    this.changed(job);
-    queueMicrotask(() => this.pump());
-    return { ...job };
+    return model;
   }
 
   async cancel(id: string): Promise<boolean> {
@@ -114,6 +191,7 @@ export class JobsService {
   }
 
   private finish(job: Job, state: Job['state'], error: Job['error'] = null): void {
+    this.opts.history.queueRemove(job.id);
     job.state = state;
     job.error = error;
     job.finishedAt = new Date().toISOString();
@@ -175,6 +253,21 @@ export class JobsService {
       }
       const loras = p.loras.map((l) => ({ ...l, model: this.opts.models.get(l.modelId) }));
       if (loras.length) inputs.loras = loras.map((l) => ({ path: l.model.path, weight: l.weight }));
+      // Hashes as A1111 writes them (cached per file), for the PNG metadata and the result cache.
+      const modelHash = await this.opts.models.ensureHash(model.id);
+      const loraHashes = await Promise.all(loras.map((l) => this.opts.models.ensureHash(l.model.id)));
+      const controlHash = p.control ? await this.opts.models.ensureHash(p.control.modelId) : null;
+      const key = cacheKey(p, { model: modelHash ?? `${model.path}`, loras: loraHashes, control: controlHash, init: init?.sha256 ?? null });
+      if (!p.noCache) {
+        const hit = this.opts.history.findCached(key);
+        if (hit) {
+          job.cached = true;
+          job.generationId = hit.id;
+          job.step = job.total;
+          this.finish(job, 'done');
+          return;
+        }
+      }
       if (p.control) {
         const cn = this.opts.models.get(p.control.modelId);
         inputs.control = { type: 'canny', model: cn.path, image: this.opts.history.requireFile(p.control.image), scale: p.control.scale, start: p.control.start, end: p.control.end };
@@ -220,7 +313,7 @@ export class JobsService {
         negativePrompt: p.negativePrompt,
         modelId: model.id,
         modelName: model.name,
-        modelHash: model.hash,
+        modelHash,
         sampler: p.sampler,
         steps: p.steps,
         cfg: p.cfg,
@@ -230,7 +323,8 @@ export class JobsService {
         batch: p.batch,
         strength: p.mode === 'txt2img' ? null : p.strength,
         control: p.canvas || p.control ? { canvas: p.canvas ?? null, control: p.control ?? null } : null,
-        loras: loras.map((l) => ({ name: l.model.name, hash: l.model.hash, weight: l.weight, modelId: l.model.id })),
+        loras: loras.map((l, i) => ({ name: l.model.name, hash: loraHashes[i], weight: l.weight, modelId: l.model.id })),
+        cacheKey: key,
         device: result.device ? `${result.device}/${result.dtype}` : null,
         timings: result.timings,
         costUsd: null,

@@ -4,6 +4,7 @@
  * what each file is comes from its header keys, never from its name. Files that
  * are not safetensors (pickles, text) are listed in the log and skipped.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ModelRecord } from '../../../shared/contract';
@@ -76,7 +77,47 @@ function dirSize(dir: string): number {
   return total;
 }
 
+/** Bytes of a safetensors file after its JSON header (what A1111's LoRA hash covers: metadata edits do not change it). */
+function safetensorsDataOffset(file: string): number {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(8);
+    fs.readSync(fd, b, 0, 8, 0);
+    return 8 + Number(b.readBigUInt64LE(0));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function sha256File(files: { path: string; start?: number }[]): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of files) {
+    await new Promise<void>((resolve, reject) => {
+      fs.createReadStream(f.path, { start: f.start ?? 0, highWaterMark: 4 << 20 })
+        .on('data', (c) => h.update(c))
+        .on('end', () => resolve())
+        .on('error', reject);
+    });
+  }
+  return h.digest('hex');
+}
+
+function weightFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && e.name.endsWith('.safetensors')) out.push(p);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
 export class ModelsService {
+  private hashing = new Map<string, Promise<string | null>>();
+
   constructor(
     private store: HistoryStore,
     private roots: () => { dir: string; source: string }[],
@@ -89,6 +130,42 @@ export class ModelsService {
 
   get(id: string): ModelRecord {
     return this.store.getModel(id);
+  }
+
+  /**
+   * The model's hash as A1111 shows it, computed once and cached until the file
+   * changes (size or mtime): checkpoints `sha256(file)[:10]` ("Model hash"),
+   * LoRAs `sha256(data after the header)[:12]` ("Lora hashes", A1111's addnet
+   * hash). A diffusers folder has no A1111 hash; its weight files are hashed
+   * together so it still has a stable identity. Streams, never blocks the loop.
+   */
+  ensureHash(id: string): Promise<string | null> {
+    const m = this.store.getModel(id);
+    const running = this.hashing.get(id);
+    if (running) return running;
+    const p = (async () => {
+      try {
+        const files = m.format === 'diffusers' ? weightFiles(m.path) : [m.path];
+        const key = files.map((f) => {
+          const st = fs.statSync(f);
+          return `${st.size}:${Math.floor(st.mtimeMs)}`;
+        }).join('|');
+        const cached = this.store.modelHashKey(id);
+        if (m.hash && cached === key) return m.hash;
+        let hash: string;
+        if (m.kind === 'lora' && m.format === 'single_file') hash = (await sha256File([{ path: m.path, start: safetensorsDataOffset(m.path) }])).slice(0, 12);
+        else hash = (await sha256File(files.map((f) => ({ path: f })))).slice(0, 10);
+        this.store.setModelHash(id, hash, key);
+        return hash;
+      } catch (err) {
+        this.log(`models: cannot hash ${m.path}: ${(err as Error).message}`);
+        return null;
+      } finally {
+        this.hashing.delete(id);
+      }
+    })();
+    this.hashing.set(id, p);
+    return p;
   }
 
   /** Add one file or diffusers folder by path (the CLI's --model); refuses what is not a model, saying what it is. */
