@@ -26,6 +26,17 @@ function connect() {
     })),
   );
   client.on('settings.changed', (settings) => useStore.setState({ settings }));
+  client.on('models.changed', () => void s().loadModels().catch(() => {}));
+  client.on('datasets.changed', ({ id }) => s().onDatasetChanged(id));
+  client.on('training.changed', (job) => {
+    const before = s().trainingJobs.find((j) => j.id === job.id);
+    s().applyTrainingJob(job);
+    if (before && before.state !== job.state) {
+      if (job.state === 'done') s().toast('info', `Training ${job.name} finished: the LoRA is in the library.`);
+      else if (job.state === 'failed') s().toast('error', `Training ${job.name} failed: ${job.error?.message ?? job.message}`);
+    }
+  });
+  client.on('training.progress', (p) => s().applyTrainingProgress(p));
   client.onConnection((connected) => {
     useStore.setState({ connected });
     if (connected) void load();
@@ -36,7 +47,7 @@ async function load() {
   const s = useStore.getState();
   try {
     await s.loadSettings();
-    await Promise.all([s.loadModels(), s.loadGallery(true), s.loadJobs()]);
+    await Promise.all([s.loadModels(), s.loadGallery(true), s.loadJobs(), s.loadDatasets(), s.loadTraining()]);
   } catch (err) {
     s.toast('error', `Could not load: ${(err as Error).message}`);
   }

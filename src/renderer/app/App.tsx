@@ -4,6 +4,7 @@ import { GalleryPage } from '../features/gallery/GalleryPage';
 import { GeneratePanel } from '../features/generate/GeneratePanel';
 import { QueueList, Stage } from '../features/jobs/Stage';
 import { SettingsPage } from '../features/settings/SettingsPage';
+import { TrainingPage } from '../features/training/TrainingPage';
 import { useStore, type AppState } from './store';
 import type { Route } from './uiSlice';
 
@@ -11,6 +12,7 @@ const NAV: { route: Route; label: string; icon: string; key: string }[] = [
   { route: 'generate', label: 'Generate', icon: '✦', key: '1' },
   { route: 'canvas', label: 'Canvas', icon: '◩', key: '2' },
   { route: 'gallery', label: 'Gallery', icon: '▦', key: '3' },
+  { route: 'training', label: 'Train', icon: '◎', key: '5' },
   { route: 'settings', label: 'Settings', icon: '⚙', key: '4' },
 ];
 
@@ -50,15 +52,17 @@ function useShortcuts() {
       const s: AppState = useStore.getState();
       const mod = e.ctrlKey || e.metaKey;
       if (mod && e.key === 'Enter') {
+        // On the Train page Ctrl+Enter belongs to the caption being edited, never to a generation.
+        if (s.route === 'training') return;
         e.preventDefault();
         if (s.route === 'canvas') void s.submitCanvas(loadImage);
         else {
           if (s.route !== 'generate') s.go('generate');
           void s.submit();
         }
-      } else if (mod && ['1', '2', '3', '4'].includes(e.key)) {
+      } else if (mod && !e.altKey && !e.shiftKey && NAV.some((n) => n.key === e.key)) {
         e.preventDefault();
-        s.go(NAV[Number(e.key) - 1].route);
+        s.go(NAV.find((n) => n.key === e.key)!.route);
       } else if (e.key === 'Escape' && (s.route === 'generate' || (s.route === 'canvas' && !s.staged))) {
         const running = s.jobs.find((j) => j.state === 'running');
         if (running) void s.cancelJob(running.id);
@@ -109,6 +113,7 @@ export function App() {
           </div>
         )}
         {route === 'gallery' && <GalleryPage />}
+        {route === 'training' && <TrainingPage />}
         {route === 'settings' && <SettingsPage />}
       </main>
       <StatusBar />

@@ -9,9 +9,10 @@ import { createGallerySlice, type GallerySlice } from '../features/gallery/slice
 import { createGenerateSlice, type GenerateSlice } from '../features/generate/slice';
 import { createJobsSlice, type JobsSlice } from '../features/jobs/slice';
 import { createSettingsSlice, type SettingsSlice } from '../features/settings/slice';
+import { createTrainingSlice, type TrainingSlice } from '../features/training/slice';
 import { createUiSlice, type UiSlice } from './uiSlice';
 
-export type AppState = UiSlice & GenerateSlice & JobsSlice & GallerySlice & SettingsSlice & CanvasSlice;
+export type AppState = UiSlice & GenerateSlice & JobsSlice & GallerySlice & SettingsSlice & CanvasSlice & TrainingSlice;
 export type SliceCreator<T> = (set: (partial: Partial<AppState> | ((s: AppState) => Partial<AppState>)) => void, get: () => AppState) => T;
 
 export const useStore = create<AppState>()((set, get) => ({
@@ -21,4 +22,5 @@ export const useStore = create<AppState>()((set, get) => ({
   ...createGallerySlice(set, get),
   ...createSettingsSlice(set, get),
   ...createCanvasSlice(set, get),
+  ...createTrainingSlice(set, get),
 }));

@@ -1,6 +1,6 @@
 import type { SliceCreator } from './store';
 
-export type Route = 'generate' | 'canvas' | 'gallery' | 'settings';
+export type Route = 'generate' | 'canvas' | 'gallery' | 'training' | 'settings';
 export interface Toast {
   id: number;
   kind: 'error' | 'info';

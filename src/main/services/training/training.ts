@@ -312,7 +312,7 @@ export class TrainingService {
           sample_seed: c.sampleSeed,
           sample_steps: c.sampleSteps,
           resume: true,
-          metadata: { 'atelier.job': j.id, 'atelier.dataset': j.datasetName },
+          metadata: { job_id: j.id, dataset_name: j.datasetName },
         },
         (e) => this.onEvent(j, e, () => {
           const now = Date.now();

@@ -73,6 +73,21 @@ export function Detail({ g }: { g: Generation }) {
         <Param k="Prompt" v={<span className="prompt-text">{g.prompt}</span>} />
         {g.negativePrompt && <Param k="Negative" v={g.negativePrompt} />}
         <Param k="Model" v={`${g.modelName}${g.modelHash ? ` [${g.modelHash.slice(0, 10)}]` : ''}`} />
+        {g.loras.length > 0 && (
+          <Param
+            k="LoRAs"
+            v={
+              <span data-testid="detail-loras">
+                {g.loras.map((l, i) => (
+                  <span key={i} title={l.hash ? `hash ${l.hash.slice(0, 10)}` : undefined}>
+                    {i > 0 && ', '}
+                    {l.name} × {Number(l.weight.toFixed(2))}
+                  </span>
+                ))}
+              </span>
+            }
+          />
+        )}
         <Param k="Mode" v={g.mode} />
         <Param k="Sampler" v={g.sampler} />
         <Param k="Steps" v={g.steps} />

@@ -36,7 +36,7 @@ export const createGallerySlice: SliceCreator<GallerySlice> = (set, get) => ({
     try {
       const page = await client.call('history.list', { query: get().query, limit: PAGE, offset: reset ? 0 : get().items.length });
       if (mine !== querySeq) return; // a newer search superseded this one
-      set((s) => ({ items: reset ? page.items : [...s.items, ...page.items], total: page.total, loading: false }));
+      set((s) => ({ items: reset ? page.items : [...s.items, ...page.items], total: page.total ?? s.total, loading: false }));
     } catch (err) {
       set({ loading: false });
       get().toast('error', (err as Error).message);

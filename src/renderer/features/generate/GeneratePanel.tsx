@@ -1,9 +1,10 @@
 import { useMemo } from 'react';
-import { MAX_SEED, SAMPLERS, type Sampler } from '../../../shared/contract';
+import { MAX_SEED, SAMPLERS, type ModelRecord, type Sampler } from '../../../shared/contract';
 import { useStore } from '../../app/store';
 import { client } from '../../lib/client';
 import { loadImage } from '../canvas/CanvasPage';
 import { SizePresetSelect } from './SizePresetSelect';
+import { LORA_WEIGHT_MAX, LORA_WEIGHT_MIN } from './slice';
 
 function Field({ label, error, children, hint }: { label: string; error?: string; hint?: string; children: React.ReactNode }) {
   return (
@@ -39,6 +40,109 @@ function LockIcon({ locked }: { locked: boolean }) {
       <rect x="3" y="7" width="10" height="7" rx="1.5" />
       <path d={locked ? 'M5.5 7V5a2.5 2.5 0 0 1 5 0v2' : 'M5.5 7V5a2.5 2.5 0 0 1 5 0'} />
     </svg>
+  );
+}
+
+export function familyName(f: string): string {
+  return f === 'sdxl' ? 'SDXL' : f === 'sd15' ? 'SD 1.5' : 'an unknown family';
+}
+
+/** Why a LoRA cannot go with a checkpoint, or null when it can. */
+export function loraMismatch(lora: ModelRecord, checkpoint: ModelRecord | undefined): string | null {
+  if (!checkpoint || lora.family === 'unknown' || checkpoint.family === 'unknown' || lora.family === checkpoint.family) return null;
+  return `for ${familyName(lora.family)}; ${checkpoint.name} is ${familyName(checkpoint.family)}`;
+}
+
+/** The LoRAs of the generation: an "Add LoRA" select, then one row per LoRA with its weight. */
+function LorasSection() {
+  const loras = useStore((s) => s.form.loras);
+  const modelId = useStore((s) => s.form.modelId);
+  const models = useStore((s) => s.models);
+  const error = useStore((s) => s.fieldErrors.loras);
+  const available = useMemo(() => models.filter((m) => m.kind === 'lora').sort((a, b) => a.name.localeCompare(b.name)), [models]);
+  const checkpoint = models.find((m) => m.id === modelId);
+  const s = useStore.getState;
+  return (
+    <section className="loras" aria-label="LoRAs">
+      <div className="loras-head">
+        <span className="field-label">LoRAs</span>
+        {loras.length > 0 && <span className="hint">{loras.length} active</span>}
+      </div>
+      {available.length === 0 ? (
+        <p className="muted small loras-empty">No LoRAs yet: train one on the Train page (Ctrl+5), or add .safetensors LoRAs to a model folder.</p>
+      ) : (
+        <select
+          name="addLora"
+          aria-label="Add LoRA"
+          value=""
+          onChange={(e) => {
+            if (e.target.value) s().addLora(e.target.value);
+          }}
+        >
+          <option value="">Add LoRA…</option>
+          {available.map((m) => {
+            const added = loras.some((l) => l.modelId === m.id);
+            const why = loraMismatch(m, checkpoint);
+            return (
+              <option key={m.id} value={m.id} disabled={added || !!why}>
+                {m.name}
+                {added ? ' · added' : why ? ` · ${why}` : m.family !== 'unknown' ? ` · ${familyName(m.family)}` : ''}
+              </option>
+            );
+          })}
+        </select>
+      )}
+      {loras.length > 0 && (
+        <ul className="lora-list">
+          {loras.map((l) => {
+            const m = models.find((x) => x.id === l.modelId);
+            const name = m?.name ?? 'Missing LoRA';
+            const why = m ? loraMismatch(m, checkpoint) : 'no longer in the library';
+            return (
+              <li key={l.modelId} className={`lora-row${why ? ' has-error' : ''}`} data-testid="lora-row" aria-label={`LoRA ${name}`}>
+                <div className="lora-row-head">
+                  <span className="lora-name" title={m?.path}>
+                    {name}
+                  </span>
+                  <button type="button" className="icon small" aria-label={`Remove ${name}`} title="Remove" onClick={() => s().removeLora(l.modelId)}>
+                    ✕
+                  </button>
+                </div>
+                <div className="lora-weight">
+                  <input
+                    type="range"
+                    aria-label={`Weight of ${name}`}
+                    min={LORA_WEIGHT_MIN}
+                    max={LORA_WEIGHT_MAX}
+                    step={0.05}
+                    value={Number.isFinite(l.weight) ? Math.min(LORA_WEIGHT_MAX, Math.max(LORA_WEIGHT_MIN, l.weight)) : 1}
+                    onChange={(e) => s().setLoraWeight(l.modelId, Number(e.target.value))}
+                    onDoubleClick={() => s().setLoraWeight(l.modelId, 1)}
+                  />
+                  <input
+                    type="number"
+                    className="lora-weight-num"
+                    name="loraWeight"
+                    aria-label={`Weight of ${name}, number`}
+                    min={LORA_WEIGHT_MIN}
+                    max={LORA_WEIGHT_MAX}
+                    step={0.05}
+                    value={Number.isFinite(l.weight) ? l.weight : ''}
+                    onChange={(e) => s().setLoraWeight(l.modelId, e.target.value === '' ? NaN : Number(e.target.value))}
+                  />
+                </div>
+                {why && <span className="field-error">{m ? `This LoRA is ${why}.` : 'This LoRA is no longer in the library: remove it.'}</span>}
+              </li>
+            );
+          })}
+        </ul>
+      )}
+      {error && (
+        <span className="field-error" role="alert">
+          {error}
+        </span>
+      )}
+    </section>
   );
 }
 
@@ -111,6 +215,8 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
           ))}
         </select>
       </Field>
+
+      <LorasSection />
 
       <div className="row">
         <Field label="Sampler">

@@ -1,4 +1,4 @@
-import { GenerateParams, MAX_SEED, type Generation, type Sampler } from '../../../shared/contract';
+import { GenerateParams, MAX_SEED, type Generation, type LoraUse, type Sampler } from '../../../shared/contract';
 import type { SliceCreator } from '../../app/store';
 import { client, ClientError } from '../../lib/client';
 
@@ -17,7 +17,13 @@ export interface GenerateForm {
   strength: number;
   initImageId: string | null;
   initImagePath: string | null;
+  /** LoRAs from the library applied to the generation, in order. */
+  loras: LoraUse[];
 }
+
+/** The range the weight slider offers (the contract allows -4..4; past ±2 a LoRA only burns the image). */
+export const LORA_WEIGHT_MIN = -2;
+export const LORA_WEIGHT_MAX = 2;
 
 export interface GenerateSlice {
   form: GenerateForm;
@@ -32,6 +38,19 @@ export interface GenerateSlice {
   /** "Use these settings": every parameter of a history entry back into the form. */
   restoreFrom(g: Generation, imageIndex?: number): void;
   useAsInit(imageId: string, path: string): void;
+  addLora(modelId: string, weight?: number): void;
+  setLoraWeight(modelId: string, weight: number): void;
+  removeLora(modelId: string): void;
+  /** "Use this LoRA" after a training: its base model, the LoRA at weight 1, the trigger word in the prompt. */
+  useTrainedLora(loraId: string, baseModelId: string | null, trigger: string): Promise<void>;
+}
+
+/** Whether a prompt already holds a trigger word (as a word, any case). */
+export function hasTrigger(prompt: string, trigger: string): boolean {
+  const t = trigger.trim();
+  if (!t) return true;
+  const esc = t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(^|[^\\p{L}\\p{N}_])${esc}($|[^\\p{L}\\p{N}_])`, 'iu').test(prompt);
 }
 
 export function randomSeed(): number {
@@ -56,6 +75,7 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
     strength: 0.75,
     initImageId: null,
     initImagePath: null,
+    loras: [],
   },
   seedLocked: false,
   fieldErrors: {},
@@ -80,7 +100,7 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
     const parsed = GenerateParams.safeParse(candidate);
     if (!parsed.success) {
       const fieldErrors: Record<string, string> = {};
-      for (const issue of parsed.error.issues) fieldErrors[String(issue.path[0] ?? 'form')] = issue.message;
+      for (const issue of parsed.error.issues) fieldErrors[String(issue.path[0] ?? 'form')] ??= issue.message;
       set({ fieldErrors });
       return;
     }
@@ -95,6 +115,13 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
   },
   restoreFrom: (g, imageIndex = 0) => {
     const img = g.images[imageIndex];
+    const known = new Set(get().models.filter((m) => m.kind === 'lora').map((m) => m.id));
+    const loras: LoraUse[] = [];
+    const missing: string[] = [];
+    for (const l of g.loras ?? []) {
+      if (l.modelId && known.has(l.modelId) && !loras.some((x) => x.modelId === l.modelId)) loras.push({ modelId: l.modelId, weight: l.weight });
+      else missing.push(l.name);
+    }
     set((s) => ({
       form: {
         ...s.form,
@@ -110,12 +137,41 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
         height: g.height,
         batch: img ? 1 : g.batch,
         strength: g.strength ?? s.form.strength,
+        loras,
       },
       seedLocked: true,
       fieldErrors: {},
       route: 'generate',
     }));
     if (!g.modelId) get().toast('info', `The model "${g.modelName}" is no longer in the library: pick another.`);
+    if (missing.length) get().toast('info', `Not in the library any more, left out: ${missing.map((n) => `LoRA "${n}"`).join(', ')}.`);
+  },
+  addLora: (modelId, weight = 1) =>
+    set((s) => {
+      if (!modelId || s.form.loras.some((l) => l.modelId === modelId)) return s;
+      const fieldErrors = { ...s.fieldErrors };
+      delete fieldErrors.loras;
+      return { form: { ...s.form, loras: [...s.form.loras, { modelId, weight }] }, fieldErrors };
+    }),
+  setLoraWeight: (modelId, weight) =>
+    set((s) => ({ form: { ...s.form, loras: s.form.loras.map((l) => (l.modelId === modelId ? { ...l, weight } : l)) } })),
+  removeLora: (modelId) =>
+    set((s) => {
+      const fieldErrors = { ...s.fieldErrors };
+      delete fieldErrors.loras;
+      return { form: { ...s.form, loras: s.form.loras.filter((l) => l.modelId !== modelId) }, fieldErrors };
+    }),
+  useTrainedLora: async (loraId, baseModelId, trigger) => {
+    // The LoRA was registered just now: the list may not have caught up with models.changed yet.
+    if (!get().models.some((m) => m.id === loraId)) await get().loadModels().catch(() => {});
+    const s = get();
+    if (baseModelId && s.models.some((m) => m.id === baseModelId && m.kind === 'checkpoint') && s.form.modelId !== baseModelId) s.chooseModel(baseModelId);
+    const existing = get().form.loras.find((l) => l.modelId === loraId);
+    if (existing) get().setLoraWeight(loraId, 1);
+    else get().addLora(loraId, 1);
+    const prompt = get().form.prompt;
+    if (trigger.trim() && !hasTrigger(prompt, trigger)) get().setField('prompt', prompt.trim() ? `${trigger.trim()}, ${prompt}` : trigger.trim());
+    set({ route: 'generate' });
   },
   useAsInit: (imageId, path) => set((s) => ({ form: { ...s.form, mode: 'img2img', initImageId: imageId, initImagePath: path }, route: 'generate' })),
 });
