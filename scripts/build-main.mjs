@@ -24,6 +24,7 @@ const entries = {
   cli: 'src/main/cli.ts',
   setup: 'src/main/setup.ts',
   bench: 'tests/bench/bench.ts',
+  'bench-history': 'tests/bench/history-bench.ts',
 };
 await Promise.all([
   ...Object.entries(entries)

@@ -176,7 +176,13 @@ export const ImageMetadata = z.object({
   notes: z.array(z.string()),
 });
 export type ImageMetadata = z.infer<typeof ImageMetadata>;
-export const HistoryPage = z.object({ items: z.array(Generation), total: z.number().int(), nextOffset: z.number().int().nullable() });
+/**
+ * A page of history. `total` is counted on the first page only (offset 0; null on later pages, whose
+ * caller already has it), and at most HISTORY_COUNT_CAP rows are counted (`totalCapped` then says "or more"),
+ * so a filter over 100,000 rows costs a page, not a scan.
+ */
+export const HISTORY_COUNT_CAP = 10000;
+export const HistoryPage = z.object({ items: z.array(Generation), total: z.number().int().nullable(), totalCapped: z.boolean().default(false), nextOffset: z.number().int().nullable() });
 export type HistoryPage = z.infer<typeof HistoryPage>;
 
 // -------------------------------------------------------------------- models

@@ -21,8 +21,8 @@ function pair(overrides: Partial<Handlers>) {
 
 describe('contract client over an in-memory transport', () => {
   it('round-trips a call with defaults applied on the receiving side', async () => {
-    const { client } = pair({ 'history.list': (q) => ({ items: [], total: q.limit, nextOffset: null }) });
-    expect(await client.call('history.list', {})).toEqual({ items: [], total: 60, nextOffset: null });
+    const { client } = pair({ 'history.list': (q) => ({ items: [], total: q.limit, totalCapped: false, nextOffset: null }) });
+    expect(await client.call('history.list', {})).toEqual({ items: [], total: 60, totalCapped: false, nextOffset: null });
   });
 
   it('turns error replies into ClientError with the code', async () => {

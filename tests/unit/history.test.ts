@@ -83,6 +83,7 @@ describe('HistoryStore', () => {
     expect(p1.total).toBe(8);
     expect(p1.items.map((g) => g.prompt)).toEqual(['100% pure _snow_', 'castle number 6', 'castle number 5']);
     expect(p1.nextOffset).toBe(3);
+    expect(s.list({ limit: 3, offset: 3 }).total).toBeNull(); // counted on the first page only
     const last = s.list({ limit: 3, offset: 6 });
     expect(last.items.map((g) => g.prompt)).toEqual(['castle number 1', 'castle number 0']);
     expect(last.nextOffset).toBeNull();

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
-import type { Board, Generation, HistoryListInput, HistoryPage, ImageRecord, ModelRecord } from '../../../shared/contract';
+import { HISTORY_COUNT_CAP, type Board, type Generation, type HistoryListInput, type HistoryPage, type ImageRecord, type ModelRecord } from '../../../shared/contract';
 import { AtelierError } from '../../../shared/errors';
 import { pngSize, resolveInside, sha256, TEMP_MARK, writeFileAtomic } from '../../lib/fsx';
 import { writePngText } from '../../lib/pngchunks';
@@ -313,12 +313,23 @@ export class HistoryStore {
     const offset = opts.offset ?? 0;
     const { where, args } = this.filters(opts);
     const sqlWhere = where.length ? `WHERE ${where.join(' AND ')}` : '';
-    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM generations g ${sqlWhere}`).get(args) as { n: number }).n;
+    // One row more than asked says whether there is a next page without counting.
     const rows = this.db
       .prepare(`SELECT g.* FROM generations g ${sqlWhere} ORDER BY g.created_at DESC, g.rowid DESC LIMIT @limit OFFSET @offset`)
-      .all({ ...args, limit, offset }) as GenerationRow[];
-    const next = offset + rows.length;
-    return { items: this.hydrate(rows), total, nextOffset: next < total ? next : null };
+      .all({ ...args, limit: limit + 1, offset }) as GenerationRow[];
+    const more = rows.length > limit;
+    if (more) rows.pop();
+    let total: number | null = null;
+    let totalCapped = false;
+    if (offset === 0) {
+      if (!more) total = rows.length;
+      else {
+        const n = (this.db.prepare(`SELECT COUNT(*) AS n FROM (SELECT 1 FROM generations g ${sqlWhere} LIMIT ${HISTORY_COUNT_CAP + 1})`).get(args) as { n: number }).n;
+        totalCapped = n > HISTORY_COUNT_CAP;
+        total = Math.min(n, HISTORY_COUNT_CAP);
+      }
+    }
+    return { items: this.hydrate(rows), total, totalCapped, nextOffset: more ? offset + rows.length : null };
   }
 
   private filters(opts: HistoryQuery): { where: string[]; args: Record<string, unknown> } {
