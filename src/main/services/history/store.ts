@@ -30,6 +30,8 @@ export type NewGeneration = Omit<Generation, 'id' | 'createdAt' | 'images' | 'fa
   params: unknown;
   /** Content hash of model, parameters, seed and inputs (the result cache's key). */
   cacheKey?: string | null;
+  /** The queue row this generation finishes: removed in the same transaction, so a kill never leaves both. */
+  queueId?: string;
   images: NewImage[];
 };
 
@@ -294,6 +296,7 @@ export class HistoryStore {
            VALUES (@id, @generation_id, @idx, @path, @sha256, @width, @height, @seed, @parent_image_id, @created_at)`,
         );
         for (const row of images) insert.run(row);
+        if (input.queueId) this.db.prepare('DELETE FROM queue WHERE id = ?').run(input.queueId);
       })();
     } catch (err) {
       for (const f of written) fs.rmSync(f, { force: true });

@@ -325,6 +325,7 @@ export class JobsService {
         control: p.canvas || p.control ? { canvas: p.canvas ?? null, control: p.control ?? null } : null,
         loras: loras.map((l, i) => ({ name: l.model.name, hash: loraHashes[i], weight: l.weight, modelId: l.model.id })),
         cacheKey: key,
+        queueId: job.id,
         device: result.device ? `${result.device}/${result.dtype}` : null,
         timings: result.timings,
         costUsd: null,
