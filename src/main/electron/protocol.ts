@@ -24,7 +24,7 @@ export function registerAtelierProtocol(rendererDir: string, history: HistorySto
   protocol.handle('atelier', async (request) => {
     const url = new URL(request.url);
     const rel = decodeURIComponent(url.pathname.replace(/^\//, ''));
-    const file = url.host === 'app' ? resolveInside(rendererDir, rel || 'index.html') : url.host === 'files' ? history.resolveFile(rel) : null;
+    const file = url.host === 'app' ? resolveInside(rendererDir, rel || 'index.html') : url.host === 'files' ? history.resolveDisplayFile(rel, Number(url.searchParams.get('w')) || null) : null;
     if (!file) return new Response('Not found', { status: 404 });
     const res = await net.fetch(pathToFileURL(file).toString());
     const headers = new Headers(res.headers);

@@ -119,7 +119,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
         return res.end();
       }
       if (url.pathname.startsWith('/files/')) {
-        const file = opts.services.history.resolveFile(decodeURIComponent(url.pathname.slice('/files/'.length)));
+        const w = Number(url.searchParams.get('w')) || null;
+        const file = opts.services.history.resolveDisplayFile(decodeURIComponent(url.pathname.slice('/files/'.length)), w);
         if (!file) return refuse(res, 404, 'No such file in the library.');
         return sendFile(res, file, 'private, max-age=31536000, immutable');
       }

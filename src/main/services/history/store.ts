@@ -15,6 +15,7 @@ import { HISTORY_COUNT_CAP, type Board, type Generation, type HistoryListInput, 
 import { AtelierError } from '../../../shared/errors';
 import { pngSize, resolveInside, sha256, TEMP_MARK, writeFileAtomic } from '../../lib/fsx';
 import { writePngText } from '../../lib/pngchunks';
+import { THUMB_SIZES, thumbnailFor } from '../../lib/thumbnail';
 import { ATELIER_KEY, formatA1111, type ImageParams } from './metadata';
 import { MIGRATIONS } from './migrations';
 
@@ -564,6 +565,20 @@ export class HistoryStore {
   resolveFile(rel: string): string | null {
     if (!/^(images|assets|datasets|training)\//.test(rel) || !/\.(png|jpe?g|webp|bmp)$/i.test(rel)) return null;
     return resolveInside(this.dir, rel);
+  }
+
+  /**
+   * A library image for display at most `size` px on its longer side: a cached
+   * thumbnail (made on first request) for the gallery's sizes, the file itself otherwise.
+   */
+  resolveDisplayFile(rel: string, size: number | null): string | null {
+    const file = this.resolveFile(rel);
+    if (!file || !size || !THUMB_SIZES.includes(size as (typeof THUMB_SIZES)[number])) return file;
+    try {
+      return thumbnailFor(file, size, path.join(this.dir, 'thumbs')) ?? file;
+    } catch {
+      return file;
+    }
   }
 
   /**
