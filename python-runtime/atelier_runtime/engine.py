@@ -41,6 +41,7 @@ from PIL import Image
 from .device import DeviceInfo, choose_memory_mode, free_memory, run_with_oom_retry
 from .errors import BAD_REQUEST, NOT_A_MODEL, WorkerError
 from .imaging import crop_box, overlay, prepare_canvas, round_size
+from .lora import LoraSet, check_fits, inspect_lora
 from .modelfile import (
     FAMILY_LABELS,
     FAMILY_WITH_ARTICLE,
@@ -93,6 +94,11 @@ class ResidentModel:
     pipes: dict = field(default_factory=dict)
     applied: tuple[int, str] | None = None  # (id of the pipeline, memory mode) last set up
     slicing: bool = False  # attention slicing + VAE tiling on
+    loras: LoraSet | None = None  # LoRAs loaded into the UNet / text encoders (generate's `loras`)
+
+    def lora_components(self) -> dict:
+        c = self.txt2img.components
+        return {k: c[k] for k in ("unet", "text_encoder", "text_encoder_2") if c.get(k) is not None}
 
 
 @dataclass
@@ -311,6 +317,48 @@ class Engine:
         self.controlnet = ResidentControlNet(key=key, family=family, model=model)
         return self.controlnet
 
+    # ------------------------------------------------------------------ LoRAs
+
+    def _apply_loras(self, requested: list, job: JobHandle) -> None:
+        """Activate generate's ``loras`` ((LoraFile, weight, field) each) on the resident model; no LoRAs
+        disables the adapter layers, so the model computes exactly what the base model computes."""
+        m = self.model
+        if not requested and m.loras is None:
+            return
+        cross_dim = m.txt2img.unet.config.cross_attention_dim
+        for lora, _, where in requested:
+            check_fits(lora, m.info.family, cross_dim, m.info.name, where)
+        if m.loras is None:
+            m.loras = LoraSet(m.info.family, m.lora_components())
+        for lora, _, _ in requested:
+            if lora.key not in m.loras.loaded:
+                self._log(job.id, "info", f"Loading LoRA {lora.name}")
+        try:
+            added = m.loras.apply(requested)
+        except BaseException:
+            m.applied = None  # modules may have been wrapped: place them again
+            raise
+        if added:
+            m.applied = None  # new layers: place the modules (and offload hooks) again
+
+    def clear_loras(self) -> None:
+        """Remove every LoRA layer from the resident model (training adds its own)."""
+        m = self.model
+        if m is None:
+            return
+        if m.loras is None:
+            m.loras = LoraSet(m.info.family, m.lora_components())
+        m.loras.clear()
+        m.applied = None
+
+    # ------------------------------------------------------------------ training
+
+    def train(self, p, job: JobHandle) -> dict:
+        """Run a ``train`` request (PROTOCOL.md, train): a LoRA for ``p.model`` from ``p.dataset``."""
+        from .training.trainer import Trainer
+
+        return Trainer(self, p, job).run()
+
     # ------------------------------------------------------------------ memory modes
 
     def _apply_mode(self, pipe, mode: str) -> None:
@@ -366,6 +414,10 @@ class Engine:
         elif p.init_image:
             init_image = load_init_image(p.init_image)
         control_image = open_image(p.control.image, "control.image").convert("RGB") if p.control else None
+        loras = [
+            (inspect_lora(lora.path, f"loras[{i}].path"), lora.weight, f"loras[{i}].path")
+            for i, lora in enumerate(p.loras)
+        ]
         try:
             os.makedirs(p.out_dir, exist_ok=True)
         except OSError as exc:
@@ -382,6 +434,7 @@ class Engine:
                 f"mask_image). Choose a regular {FAMILY_LABELS[m.info.family]} model for {p.mode}.",
             )
         controlnet = self._load_controlnet(p.control, job) if p.control else None
+        self._apply_loras(loras, job)
         job.raise_if_cancelled()
 
         # 3. Resolve sizes and sampler limits.
@@ -429,6 +482,7 @@ class Engine:
             m.default_mode = used  # stay in the mode that fits for the next requests
         return {
             "images": images,
+            "loras": [{"path": lora.path, "weight": lora.weight} for lora in p.loras],
             "family": m.info.reported_family,
             "device": self.device.kind,
             "dtype": self.device.dtype_name,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BAD_REQUEST, WorkerError
@@ -168,6 +168,7 @@ class GenerateParams:
     mask_padding: int = DEFAULT_MASK_PADDING
     fill: str = DEFAULT_FILL
     control: ControlParams | None = None
+    loras: list[LoraParams] = field(default_factory=list)
 
     @classmethod
     def parse(cls, params: Any) -> GenerateParams:
@@ -213,6 +214,7 @@ class GenerateParams:
             mask_padding=get_int(params, "mask_padding", 0, 4096, default=DEFAULT_MASK_PADDING),
             fill=get_choice(params, "fill", FILLS, default=DEFAULT_FILL),
             control=ControlParams.parse(params.get("control")),
+            loras=LoraParams.parse_list(params.get("loras")),
         )
 
 
@@ -249,6 +251,201 @@ class ControlParams:
         if parsed.start >= parsed.end:
             raise _bad(f"control.start must be less than control.end (got {parsed.start:g} and {parsed.end:g}).")
         return parsed
+
+
+MAX_LORAS = 16
+LORA_WEIGHT_LIMIT = 4.0
+
+
+@dataclass
+class LoraParams:
+    path: str
+    weight: float
+
+    @classmethod
+    def parse_list(cls, loras: Any) -> list[LoraParams]:
+        """``loras`` of a generate request; errors name the entry (``loras[1].weight``)."""
+        if loras is None:
+            return []
+        if not isinstance(loras, list):
+            raise _bad(f"loras must be a list of {{path, weight}} objects (got {_show(loras)}).")
+        if len(loras) > MAX_LORAS:
+            raise _bad(f"loras may hold at most {MAX_LORAS} LoRAs (got {len(loras)}).")
+        parsed = []
+        for i, entry in enumerate(loras):
+            if not isinstance(entry, dict):
+                raise _bad(f"loras[{i}] must be an object with a path and a weight (got {_show(entry)}).")
+            try:
+                parsed.append(
+                    cls(
+                        path=get_abs_path(entry, "path", required=True),
+                        weight=get_float(entry, "weight", -LORA_WEIGHT_LIMIT, LORA_WEIGHT_LIMIT, default=1.0),
+                    )
+                )
+            except WorkerError as exc:
+                raise _bad(f"loras[{i}].{exc.message}") from None
+        return parsed
+
+
+# ---------------------------------------------------------------------- train
+
+OPTIMIZERS = ("adamw", "adamw8bit")
+LR_SCHEDULERS = ("constant", "cosine", "linear")
+MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
+MAX_TRAIN_SEED = 2**32 - 1
+MAX_SAMPLE_PROMPTS = 8
+MAX_METADATA_PAIRS = 64
+DEFAULT_TRAIN_STEPS = 500
+
+
+@dataclass
+class TrainParams:
+    model: str
+    config: str | None
+    dataset: str
+    out_dir: str
+    output: str
+    trigger: str
+    resolution: int | None  # None: the model's native size
+    buckets: bool
+    rank: int
+    alpha: float
+    lr: float
+    text_encoder: bool
+    text_encoder_lr: float
+    steps: int | None  # None: from epochs (steps wins when both are given)
+    epochs: int | None
+    batch: int
+    seed: int
+    optimizer: str
+    lr_scheduler: str
+    warmup_steps: int
+    mixed_precision: str
+    gradient_checkpointing: bool
+    checkpoint_every: int  # 0: only at the end and on cancel
+    sample_every: int  # 0: no samples
+    sample_prompts: list[str]
+    sample_seed: int
+    sample_steps: int
+    sample_cfg: float
+    resume: bool
+    metadata: dict[str, str]
+
+    @classmethod
+    def parse(cls, params: Any) -> TrainParams:
+        params = require_params(params)
+        output = get_abs_path(params, "output", required=True)
+        if not output.endswith(".safetensors"):
+            raise _bad(f"output must be a path ending in .safetensors (got {_show(output)}).")
+        if os.path.basename(output) == ".safetensors":
+            raise _bad(f"output needs a file name before .safetensors (got {_show(output)}).")
+        trigger = get_str(params, "trigger", default="")
+        if len(trigger) > 200 or any(ch in trigger for ch in "\r\n"):
+            raise _bad("trigger must be one line of at most 200 characters.")
+        resolution = get_int(params, "resolution", 64, 2048)
+        if resolution is not None and resolution % 8:
+            raise _bad(
+                f"resolution must be a multiple of 8 (got {resolution}); "
+                f"the nearest are {resolution // 8 * 8} and {resolution // 8 * 8 + 8}."
+            )
+        rank = get_int(params, "rank", 1, 256, default=8)
+        alpha = get_float(params, "alpha", 0.0, 4096.0, default=float(rank))
+        if alpha <= 0:
+            raise _bad(f"alpha must be greater than 0 (got {alpha:g}).")
+        lr = _positive_lr(params, "lr", 1e-4)
+        steps = get_int(params, "steps", 1, 1_000_000)
+        epochs = get_int(params, "epochs", 1, 10_000)
+        if steps is None and epochs is None:
+            steps = DEFAULT_TRAIN_STEPS
+        return cls(
+            model=get_abs_path(params, "model", required=True),
+            config=get_abs_path(params, "config"),
+            dataset=get_abs_path(params, "dataset", required=True),
+            out_dir=get_abs_path(params, "out_dir", required=True),
+            output=output,
+            trigger=trigger.strip(),
+            resolution=resolution,
+            buckets=get_bool(params, "buckets", default=True),
+            rank=rank,
+            alpha=alpha,
+            lr=lr,
+            text_encoder=get_bool(params, "text_encoder", default=False),
+            text_encoder_lr=_positive_lr(params, "text_encoder_lr", lr),
+            steps=steps,
+            epochs=epochs if steps is None else None,
+            batch=get_int(params, "batch", 1, 64, default=1),
+            seed=get_int(params, "seed", 0, MAX_TRAIN_SEED, default=0),
+            optimizer=get_choice(params, "optimizer", OPTIMIZERS, default="adamw"),
+            lr_scheduler=get_choice(params, "lr_scheduler", LR_SCHEDULERS, default="constant"),
+            warmup_steps=get_int(params, "warmup_steps", 0, 1_000_000, default=0),
+            mixed_precision=get_choice(params, "mixed_precision", MIXED_PRECISIONS, default="auto"),
+            gradient_checkpointing=get_bool(params, "gradient_checkpointing", default=False),
+            checkpoint_every=get_int(params, "checkpoint_every", 0, 1_000_000, default=100),
+            sample_every=get_int(params, "sample_every", 0, 1_000_000, default=0),
+            sample_prompts=_sample_prompts(params.get("sample_prompts")),
+            sample_seed=get_int(params, "sample_seed", 0, MAX_SEED, default=0),
+            sample_steps=get_int(params, "sample_steps", 1, 200, default=DEFAULT_STEPS),
+            sample_cfg=get_float(params, "sample_cfg", 0.0, 30.0, default=DEFAULT_CFG),
+            resume=get_bool(params, "resume", default=True),
+            metadata=_metadata(params.get("metadata")),
+        )
+
+
+def _positive_lr(params: dict, name: str, default: float) -> float:
+    value = get_float(params, name, 0.0, 1.0, default=default)
+    if value <= 0:
+        raise _bad(f"{name} must be greater than 0 (got {value:g}).")
+    return value
+
+
+def _sample_prompts(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(f"sample_prompts must be a list of strings (got {_show(value)}).")
+    if len(value) > MAX_SAMPLE_PROMPTS:
+        raise _bad(f"sample_prompts may hold at most {MAX_SAMPLE_PROMPTS} prompts (got {len(value)}).")
+    for i, prompt in enumerate(value):
+        if not isinstance(prompt, str):
+            raise _bad(f"sample_prompts[{i}] must be a string (got {_show(prompt)}).")
+        if len(prompt) > 2000:
+            raise _bad(f"sample_prompts[{i}] is too long ({len(prompt)} characters; at most 2000).")
+    return list(value)
+
+
+# Keys the worker writes itself (PROTOCOL.md, train: the output file); metadata may not override them.
+WRITTEN_SS_KEYS = (
+    "ss_network_module",
+    "ss_network_dim",
+    "ss_network_alpha",
+    "ss_base_model_version",
+    "ss_resolution",
+    "ss_num_train_images",
+    "ss_steps",
+    "ss_learning_rate",
+    "ss_seed",
+    "ss_output_name",
+    "ss_tag_frequency",
+)
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(f"metadata must be an object of string values (got {_show(value)}).")
+    if len(value) > MAX_METADATA_PAIRS:
+        raise _bad(f"metadata may hold at most {MAX_METADATA_PAIRS} pairs (got {len(value)}).")
+    for key, text in value.items():
+        if not key or len(key) > 200:
+            raise _bad(f"metadata keys must be 1 to 200 characters (got {_show(key)}).")
+        if key in WRITTEN_SS_KEYS or key.startswith("atelier."):
+            raise _bad(f'metadata key "{key}" is reserved: the worker writes it (and every atelier.* key) itself.')
+        if not isinstance(text, str):
+            raise _bad(f'metadata["{key}"] must be a string (got {_show(text)}).')
+        if len(text) > 100_000:
+            raise _bad(f'metadata["{key}"] is too long ({len(text)} characters; at most 100000).')
+    return dict(value)
 
 
 @dataclass

@@ -4,8 +4,9 @@
 
 Threads:
   * a reader thread reads stdin line by line. It answers ``ping``, ``canny``, ``cancel`` and
-    ``shutdown`` at once (``canny`` is cheap OpenCV work, no torch) and queues ``load_model`` and
-    ``generate``; at EOF it cancels everything and stops the worker;
+    ``shutdown`` at once (``canny`` is cheap OpenCV work, no torch) and queues ``load_model``,
+    ``generate`` and ``train`` (one queue: a training run and generations take turns); at EOF it
+    cancels everything and stops the worker;
   * the main thread runs the queued requests one at a time (torch and diffusers stay on one thread).
 
 stdout carries protocol lines only: at start-up the real stdout is duplicated for the protocol and
@@ -36,11 +37,11 @@ from typing import BinaryIO  # noqa: E402
 
 from . import PROTOCOL_VERSION, __version__  # noqa: E402
 from .errors import BAD_REQUEST, INTERNAL, Cancelled, WorkerError  # noqa: E402
-from .params import CannyParams, GenerateParams, LoadParams, require_params  # noqa: E402
+from .params import CannyParams, GenerateParams, LoadParams, TrainParams, require_params  # noqa: E402
 from .stdio import claim_stdout  # noqa: E402
 
-QUEUED_METHODS = ("load_model", "generate")
-METHODS = ("ping", "canny", "load_model", "generate", "cancel", "shutdown")
+QUEUED_METHODS = ("load_model", "generate", "train")
+METHODS = ("ping", "canny", "load_model", "generate", "train", "cancel", "shutdown")
 EOF_GRACE_S = 10.0  # after stdin closes, how long a running step may take before the worker exits anyway
 
 log = logging.getLogger("atelier.worker")
@@ -175,6 +176,8 @@ class Worker:
             return self.engine.load(p.path, p.config, p.memory_mode, job)
         if job.method == "generate":
             return self.engine.generate(GenerateParams.parse(job.params), job)
+        if job.method == "train":
+            return self.engine.train(TrainParams.parse(job.params), job)
         raise AssertionError(job.method)
 
     # ------------------------------------------------------------------ reader thread

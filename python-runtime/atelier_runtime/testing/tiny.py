@@ -44,6 +44,7 @@ _WORDS = (
     "riding"
 ).split()
 
+
 def build_tokenizer():
     """A CLIPTokenizer with a small vocabulary: the byte alphabet, merges for ``_WORDS``, then BOS/EOS."""
     return build_clip_tokenizer(_WORDS, 77)
@@ -249,6 +250,30 @@ def write_tiny_controlnet(out_dir: str, unet, base_family: str) -> dict:
     controlnet.save_pretrained(folder, safe_serialization=True)
     save_file({k: v.contiguous() for k, v in controlnet.state_dict().items()}, single_file, metadata={"format": "pt"})
     return {"controlnet": folder, "controlnet_single_file": single_file}
+
+
+def write_tiny_lora(path: str, family: str = "sdxl", rank: int = 4, metadata: dict | None = None) -> str:
+    """A kohya-format LoRA (random weights, UNet attention only) for the tiny ``family`` model, written to
+    ``path``: e.g. an SDXL-shaped LoRA to try on an SD 1.5 model. No metadata unless given, so the
+    worker has to tell the family from the keys and shapes."""
+    import torch
+    from peft import LoraConfig
+
+    from ..training.kohya import kohya_state_dict, write_safetensors_atomic
+
+    pipe = build_tiny_sdxl() if family == "sdxl" else build_tiny_sd15()
+    torch.manual_seed(0)
+    config = LoraConfig(
+        r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"]
+    )
+    pipe.unet.add_adapter(config, adapter_name="tiny")
+    with torch.no_grad():
+        for name, param in pipe.unet.named_parameters():
+            if ".lora_B." in name:
+                param.normal_(0.0, 0.1)  # not the zero init: the LoRA changes the output
+    tensors = kohya_state_dict({"unet": pipe.unet}, family, "tiny", float(rank), torch.float32)
+    write_safetensors_atomic(path, tensors, metadata)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
