@@ -80,8 +80,15 @@ describe('LoRA training with the real worker', () => {
     expect(imported.skipped).toEqual([{ file: 'broken.png', reason: 'a text file, not an image' }]);
 
     const steps: number[] = [];
+    let resumedFrom: number | null = null;
+    let stepsAfterResume: number[] = [];
     const unsub = services.hub.subscribe((name, p) => {
-      if (name === 'training.progress') steps.push((p as { step: number }).step);
+      if (name === 'training.progress') (resumedFrom === null ? steps : stepsAfterResume).push((p as { step: number }).step);
+      const m = name === 'training.changed' ? /Resuming from step (\d+)/.exec((p as { message: string }).message) : null;
+      if (m && resumedFrom === null) {
+        resumedFrom = Number(m[1]);
+        stepsAfterResume = [];
+      }
     });
     const job = services.training.start({
       name: 'hearts',
@@ -89,7 +96,8 @@ describe('LoRA training with the real worker', () => {
       modelId: demo().id,
       config: TrainingConfig.parse({ steps: 60, batch: 4, lr: 2e-3, rank: 8, alpha: 8, resolution: 64, checkpointEvery: 10, sampleEvery: 30, samplePrompts: ['atlrheart, a pink heart'] }),
     });
-    await waitFor(() => services.training.get(job.id).checkpointStep >= 20);
+    await waitFor(() => services.training.get(job.id).checkpointStep >= 20 || ['failed', 'done'].includes(services.training.get(job.id).state));
+    expect(services.training.get(job.id).state, services.training.get(job.id).message).toBe('running');
     const pid = services.runtime.workerPid!;
     const before = services.training.get(job.id);
     process.kill(pid, 'SIGKILL');
@@ -102,13 +110,13 @@ describe('LoRA training with the real worker', () => {
     expect(done.lossHistory.map(([s]) => s)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
     const kept = before.lossHistory.filter(([s]) => s <= before.checkpointStep);
     expect(done.lossHistory.slice(0, kept.length)).toEqual(kept);
-    // After the kill the worker resumed after the checkpoint, not from step 1.
-    const firstAfterKill = steps.findIndex((s, i) => i > 0 && s <= steps[i - 1]);
-    expect(firstAfterKill).toBeGreaterThan(0);
-    expect(steps[firstAfterKill]).toBeGreaterThan(before.checkpointStep - 1);
-    const head = done.lossHistory.slice(0, 12).reduce((a, [, l]) => a + l, 0) / 12;
-    const tail = done.lossHistory.slice(-12).reduce((a, [, l]) => a + l, 0) / 12;
-    expect(tail).toBeLessThan(head);
+    // After the kill the training resumed from its checkpoint, not from step 1.
+    expect(resumedFrom).not.toBeNull();
+    expect(resumedFrom!).toBeGreaterThanOrEqual(before.checkpointStep);
+    expect(stepsAfterResume[0]).toBe(resumedFrom! + 1);
+    expect(stepsAfterResume[stepsAfterResume.length - 1]).toBe(60);
+    // (That the loss falls and the LoRA learns the concept is measured in python-runtime/tests/test_training.py.)
+    expect(done.lossHistory.every(([, l]) => Number.isFinite(l) && l > 0)).toBe(true);
     expect(done.samples.length).toBeGreaterThanOrEqual(1);
     for (const s of done.samples) expect(fs.existsSync(path.join(services.history.dir, ...s.path.split('/')))).toBe(true);
     expect(done.skipped).toEqual([]);
@@ -131,7 +139,7 @@ describe('LoRA training with the real worker', () => {
     expect(jb.state, jb.error?.message).toBe('done');
     const ga = services.history.get(ja.generationId!);
     const gb = services.history.get(jb.generationId!);
-    expect(gb.loras).toEqual([{ name: 'hearts', hash: null, weight: 1, modelId: loraId }]);
+    expect(gb.loras).toEqual([{ name: 'hearts', hash: expect.stringMatching(/^[0-9a-f]{12}$/), weight: 1, modelId: loraId }]);
     expect(ga.loras).toEqual([]);
     expect(gb.images[0].sha256).not.toBe(ga.images[0].sha256);
   }, 300000);

@@ -31,9 +31,9 @@ def save(controlnet, out):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--n-images", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pipeline", default=str(PIPELINE_DIR))
@@ -86,8 +86,10 @@ def main(argv=None):
             hidden = text_encoder(ids)[0]
         down, mid = controlnet(zt, t, encoder_hidden_states=hidden, controlnet_cond=cond, return_dict=False)
         pred = unet(zt, t, hidden, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
-        w = torch.clamp(snr[t], max=5.0) / snr[t]
-        loss = (((pred - noise) ** 2).mean(dim=(1, 2, 3)) * w).mean()
+        # the base model's objective (train_unet): v-prediction, x0 weight clamp(snr, 1, 5)
+        target = noise_sched.get_velocity(z0, noise, t)
+        w = torch.clamp(snr[t], min=1.0, max=5.0) / (snr[t] + 1)
+        loss = (((pred - target) ** 2).mean(dim=(1, 2, 3)) * w).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
