@@ -17,14 +17,13 @@ function connect() {
   });
   client.on('jobs.progress', (p) => s().applyProgress(p));
   client.on('runtime.changed', (r) => s().setRuntime(r));
-  client.on('history.added', ({ generationId }) => void s().prependGeneration(generationId));
-  client.on('history.deleted', ({ ids }) =>
-    useStore.setState((st) => ({
-      items: st.items.filter((g) => !ids.includes(g.id)),
-      total: Math.max(0, st.total - ids.filter((id) => st.items.some((g) => g.id === id)).length),
-      selectedId: st.selectedId && ids.includes(st.selectedId) ? null : st.selectedId,
-    })),
-  );
+  client.on('history.added', ({ generationId }) => {
+    void s().onHistoryAdded(generationId);
+    if (s().route === 'gallery') void s().loadFacets();
+  });
+  client.on('history.deleted', ({ ids }) => s().onHistoryDeleted(ids));
+  client.on('history.changed', ({ ids }) => void s().onHistoryChanged(ids));
+  client.on('boards.changed', () => void s().loadBoards());
   client.on('settings.changed', (settings) => useStore.setState({ settings }));
   client.on('models.changed', () => void s().loadModels().catch(() => {}));
   client.on('datasets.changed', ({ id }) => s().onDatasetChanged(id));
@@ -47,7 +46,7 @@ async function load() {
   const s = useStore.getState();
   try {
     await s.loadSettings();
-    await Promise.all([s.loadModels(), s.loadGallery(true), s.loadJobs(), s.loadDatasets(), s.loadTraining()]);
+    await Promise.all([s.loadModels(), s.loadGallery(true), s.loadBoards(), s.loadJobs(), s.loadDatasets(), s.loadTraining()]);
   } catch (err) {
     s.toast('error', `Could not load: ${(err as Error).message}`);
   }

@@ -56,6 +56,13 @@ test('paint a mask, inpaint in the frame, see the result staged, accept it, and 
   await expect(detail).toContainText('frame 64×64 at 0,0');
   await expect(detail).toContainText('atelier-shapes');
   await expect(detail.getByRole('link', { name: 'mask' })).toBeVisible();
+
+  // "Open in canvas" brings the frame, the composite and the settings back; the mask is pointed at.
+  await detail.getByRole('button', { name: 'Open in canvas' }).click();
+  await expect(page.getByTestId('canvas-stage')).toBeVisible();
+  await expect(page.getByText('Frame 64×64 at 0, 0', { exact: false })).toBeVisible();
+  await expect(page.locator('textarea[name="prompt"]')).toHaveValue('a yellow circle on a blue background');
+  await expect(page.getByRole('status').filter({ hasText: 'mask' })).toContainText('history entry');
   expect(errors).toEqual([]);
 });
 

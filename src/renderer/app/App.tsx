@@ -5,6 +5,7 @@ import { GeneratePanel } from '../features/generate/GeneratePanel';
 import { QueueList, Stage } from '../features/jobs/Stage';
 import { SettingsPage } from '../features/settings/SettingsPage';
 import { TrainingPage } from '../features/training/TrainingPage';
+import { useWindowImageDrop } from './recall';
 import { useStore, type AppState } from './store';
 import type { Route } from './uiSlice';
 
@@ -46,6 +47,33 @@ function Toasts() {
   );
 }
 
+/** What a dropped PNG restored, where it came from, and what it could not restore. */
+function RecallPanel() {
+  const recall = useStore((s) => s.recall);
+  if (!recall) return null;
+  return (
+    <section className="recall-panel" role="status" aria-label="Restored settings" data-testid="recall-panel">
+      <div className="recall-head">
+        <strong>
+          Settings from {recall.source === 'no metadata' ? 'a PNG without metadata' : `an ${recall.source} PNG`}
+        </strong>
+        <button type="button" className="icon small" aria-label="Dismiss" onClick={() => useStore.getState().dismissRecall()}>
+          ✕
+        </button>
+      </div>
+      <p className="muted small recall-file">{recall.file}</p>
+      {recall.restored.length > 0 ? <p>Restored: {recall.restored.join(', ')}.</p> : <p>Nothing could be restored.</p>}
+      {recall.notes.length > 0 && (
+        <ul className="recall-notes" aria-label="Not restored">
+          {recall.notes.map((n, i) => (
+            <li key={i}>{n}</li>
+          ))}
+        </ul>
+      )}
+    </section>
+  );
+}
+
 function useShortcuts() {
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
@@ -75,6 +103,7 @@ function useShortcuts() {
 
 export function App() {
   const route = useStore((s) => s.route);
+  const dropping = useWindowImageDrop();
   useShortcuts();
   return (
     <div className="app">
@@ -118,6 +147,12 @@ export function App() {
       </main>
       <StatusBar />
       <Toasts />
+      <RecallPanel />
+      {dropping && (
+        <div className="recall-drop" aria-hidden>
+          <div>Drop a PNG to restore the settings it was made with</div>
+        </div>
+      )}
     </div>
   );
 }

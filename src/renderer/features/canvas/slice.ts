@@ -6,6 +6,7 @@
 import { GenerateParams, type Generation, type ModelRecord } from '../../../shared/contract';
 import type { SliceCreator } from '../../app/store';
 import { client } from '../../lib/client';
+import { canvasRecord } from '../gallery/recall';
 import { randomSeed } from '../generate/slice';
 import { CanvasEditor } from './document/editor';
 import { compositeCanvas, controlCanvas, isEmpty, isOpaque, maskCanvas, pngBase64, type ImageSource } from './render/rasterize';
@@ -41,6 +42,12 @@ export interface CanvasSlice {
   retryStaged(load: ImageSource): Promise<void>;
   stageIndex(i: number): void;
   sendToCanvas(path: string, width: number, height: number, name: string): void;
+  /**
+   * A canvas generation's inputs back into the canvas: its frame, the frame's composite as a layer,
+   * the control edges and options, and its parameters into the form. The mask was painted as strokes
+   * and stored as an image, so it cannot be strokes again: the user is told.
+   */
+  openInCanvas(g: Generation, imageIndex?: number): void;
 }
 
 export function controlNets(models: ModelRecord[]): ModelRecord[] {
@@ -120,6 +127,30 @@ export const createCanvasSlice: SliceCreator<CanvasSlice> = (set, get) => ({
   retryStaged: async (load) => {
     set({ staged: null });
     await get().submitCanvas(load, { seed: randomSeed() });
+  },
+  openInCanvas: (g, imageIndex = 0) => {
+    const rec = canvasRecord(g);
+    get().restoreFrom(g, imageIndex, { quiet: true });
+    if (!rec) {
+      set({ route: 'canvas' });
+      return;
+    }
+    const c = rec.canvas;
+    const ctl = rec.control;
+    const frame = c?.frame ?? { x: 0, y: 0, width: g.width, height: g.height };
+    if (c) canvasEditor.addImage({ name: `inputs of seed ${g.images[imageIndex]?.seed ?? g.seed}`, src: c.init, x: frame.x, y: frame.y, width: frame.width, height: frame.height });
+    canvasEditor.commit((doc) => ({
+      ...doc,
+      frame,
+      mask: { ...doc.mask, strokes: [], inverted: false, feather: c?.maskBlur ?? doc.mask.feather },
+      control: ctl ? { ...doc.control, strokes: [], edges: { src: ctl.image, rect: frame, low: 100, high: 200 }, enabled: true, scale: ctl.scale, start: ctl.start, end: ctl.end } : doc.control,
+    }));
+    set((s) => ({
+      route: 'canvas',
+      form: { ...s.form, strength: g.strength ?? s.form.strength },
+      canvasOptions: { ...s.canvasOptions, ...(c ? { maskOnly: c.maskOnly, maskPadding: c.maskPadding, fill: c.fill } : {}), ...(ctl ? { controlModelId: ctl.modelId } : {}) },
+    }));
+    if (c?.mask) get().toast('info', 'Frame, canvas and control restored. The mask is stored as an image in the history entry (the “mask” link in its details): paint it again to repaint the same area.');
   },
   sendToCanvas: (path, width, height, name) => {
     const doc = canvasEditor.doc;

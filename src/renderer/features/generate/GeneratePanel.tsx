@@ -1,10 +1,12 @@
-import { useMemo } from 'react';
+import { useEffect, useMemo, useRef } from 'react';
 import { MAX_SEED, SAMPLERS, type ModelRecord, type Sampler } from '../../../shared/contract';
 import { useStore } from '../../app/store';
 import { client } from '../../lib/client';
 import { loadImage } from '../canvas/CanvasPage';
+import { BATCH_MODES, planBatch, planSummary, type BatchMode } from './batch';
 import { SizePresetSelect } from './SizePresetSelect';
 import { LORA_WEIGHT_MAX, LORA_WEIGHT_MIN } from './slice';
+import { readDroppedImage } from '../../app/recall';
 
 function Field({ label, error, children, hint }: { label: string; error?: string; hint?: string; children: React.ReactNode }) {
   return (
@@ -146,6 +148,8 @@ function LorasSection() {
   );
 }
 
+let handledPromptFocus = 0;
+
 export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas' }) {
   const canvas = variant === 'canvas';
   const form = useStore((s) => s.form);
@@ -154,7 +158,20 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
   const models = useStore((s) => s.models);
   const setField = useStore((s) => s.setField);
   const submit = useStore((s) => s.submit);
+  const batchMode = useStore((s) => s.batchMode);
+  const promptFocus = useStore((s) => s.promptFocus);
   const checkpoints = useMemo(() => models.filter((m) => m.kind === 'checkpoint'), [models]);
+  const plan = useMemo(() => (canvas || batchMode === 'single' ? null : planBatch(batchMode, form.prompt)), [canvas, batchMode, form.prompt]);
+  const promptRef = useRef<HTMLTextAreaElement>(null);
+  const recallInput = useRef<HTMLInputElement>(null);
+
+  // "Same seed, new prompt": the prompt is focused and selected, ready to be typed over (once per request).
+  useEffect(() => {
+    if (!promptFocus || promptFocus === handledPromptFocus || !promptRef.current) return;
+    handledPromptFocus = promptFocus;
+    promptRef.current.focus();
+    promptRef.current.select();
+  }, [promptFocus]);
 
   return (
     <form
@@ -176,16 +193,39 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
       </div>
       )}
 
-      <Field label="Prompt" error={errors.prompt} hint="Ctrl+Enter to generate">
+      <Field label={batchMode === 'lines' && !canvas ? 'Prompts, one per line' : 'Prompt'} error={errors.prompt} hint="Ctrl+Enter to generate">
         <textarea
+          ref={promptRef}
           name="prompt"
-          rows={5}
+          rows={batchMode === 'single' || canvas ? 5 : 7}
           autoFocus
-          placeholder="a lighthouse on a cliff at dusk, oil painting"
+          placeholder={
+            canvas || batchMode === 'single'
+              ? 'a lighthouse on a cliff at dusk, oil painting'
+              : batchMode === 'lines'
+                ? 'a lighthouse at dusk\na lighthouse at dawn\na lighthouse in fog'
+                : 'a {red|blue} {circle|square}, flat colours'
+          }
           value={form.prompt}
           onChange={(e) => setField('prompt', e.target.value)}
         />
       </Field>
+      {!canvas && (
+        <div className="batch-mode">
+          <select name="batchMode" aria-label="Batch mode" value={batchMode} onChange={(e) => useStore.getState().setBatchMode(e.target.value as BatchMode)}>
+            {BATCH_MODES.map((m) => (
+              <option key={m.mode} value={m.mode}>
+                {m.label}
+              </option>
+            ))}
+          </select>
+          {plan && (
+            <span className={`batch-summary${plan.error ? ' has-error' : ''}`} data-testid="batch-summary" aria-live="polite">
+              {plan.error && !form.prompt.trim() ? (batchMode === 'lines' ? 'Each non-empty line is one job' : 'Every {a|b} group is combined with the others') : planSummary(plan, form.batch)}
+            </span>
+          )}
+        </div>
+      )}
       <Field label="Negative prompt" error={errors.negativePrompt}>
         <textarea name="negativePrompt" rows={2} placeholder="blurry, low quality" value={form.negativePrompt} onChange={(e) => setField('negativePrompt', e.target.value)} />
       </Field>
@@ -194,6 +234,8 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
         <div className="init-image">
           {form.initImagePath ? (
             <img src={client.fileUrl(form.initImagePath)} alt="Starting image" />
+          ) : form.initImageId ? (
+            <p className="muted">The starting image of the restored entry (from the history).</p>
           ) : (
             <p className="muted">Choose a starting image in the Gallery ("Use as starting image").</p>
           )}
@@ -299,10 +341,36 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
         </Field>
       )}
 
+      <label className="check reuse" title="An identical request (model, prompt, seed, every setting) is answered from the history at once, without generating.">
+        <input type="checkbox" name="reuseResults" checked={!form.noCache} onChange={(e) => setField('noCache', !e.target.checked)} />
+        Reuse identical results
+        <span className="hint">{form.noCache ? 'always generate' : 'from the history'}</span>
+      </label>
+
       {!canvas && (
-        <button type="submit" className="primary generate-button">
-          Generate
+        <button type="submit" className="primary generate-button" disabled={!!plan?.error && !!form.prompt.trim()}>
+          {plan && !plan.error ? `Queue ${plan.count} ${plan.count === 1 ? 'job' : 'jobs'}` : 'Generate'}
         </button>
+      )}
+      {!canvas && (
+        <div className="recall-open">
+          <button type="button" className="link" onClick={() => recallInput.current?.click()}>
+            Recall parameters from a PNG…
+          </button>
+          <span className="hint">or drop one anywhere</span>
+          <input
+            ref={recallInput}
+            type="file"
+            accept="image/png"
+            hidden
+            data-testid="recall-file-input"
+            onChange={(e) => {
+              const f = e.target.files?.[0];
+              if (f) void readDroppedImage(f);
+              e.target.value = '';
+            }}
+          />
+        </div>
       )}
     </form>
   );

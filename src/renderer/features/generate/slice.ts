@@ -1,6 +1,8 @@
-import { GenerateParams, MAX_SEED, type Generation, type LoraUse, type Sampler } from '../../../shared/contract';
+import { GenerateParams, MAX_SEED, type Generation, type ImageMetadata, type LoraUse, type Sampler } from '../../../shared/contract';
 import type { SliceCreator } from '../../app/store';
 import { client, ClientError } from '../../lib/client';
+import { canvasRecord, formFromMetadata, SOURCE_LABEL } from '../gallery/recall';
+import { planBatch, type BatchMode } from './batch';
 
 export interface GenerateForm {
   mode: 'txt2img' | 'img2img';
@@ -19,6 +21,16 @@ export interface GenerateForm {
   initImagePath: string | null;
   /** LoRAs from the library applied to the generation, in order. */
   loras: LoraUse[];
+  /** Generate even when an identical request's image is in the history ("Reuse identical results" off). */
+  noCache: boolean;
+}
+
+/** What the last dropped (or opened) PNG gave the form, for the panel that says so. */
+export interface RecallReport {
+  file: string;
+  source: string;
+  restored: string[];
+  notes: string[];
 }
 
 /** The range the weight slider offers (the contract allows -4..4; past ±2 a LoRA only burns the image). */
@@ -29,6 +41,12 @@ export interface GenerateSlice {
   form: GenerateForm;
   seedLocked: boolean;
   fieldErrors: Record<string, string>;
+  /** Single prompt, one prompt per line, or a prompt matrix. */
+  batchMode: BatchMode;
+  /** Bumped to move the focus into the prompt (e.g. "Same seed, new prompt"). */
+  promptFocus: number;
+  recall: RecallReport | null;
+  setBatchMode(mode: BatchMode): void;
   setField<K extends keyof GenerateForm>(key: K, value: GenerateForm[K]): void;
   setSeedLocked(locked: boolean): void;
   /** Pick a checkpoint; the size follows its native resolution (64 for the shapes demo, 512 SD 1.5, 1024 SDXL). */
@@ -36,7 +54,12 @@ export interface GenerateSlice {
   randomizeSeed(): void;
   submit(): Promise<void>;
   /** "Use these settings": every parameter of a history entry back into the form. */
-  restoreFrom(g: Generation, imageIndex?: number): void;
+  restoreFrom(g: Generation, imageIndex?: number, opts?: { quiet?: boolean }): void;
+  /** The settings of an image with its seed locked, and the prompt focused and selected for a new one. */
+  sameSeedNewPrompt(g: Generation, imageIndex?: number): void;
+  /** A dropped PNG's settings (`history.readMetadata`) into the form. */
+  applyMetadata(meta: ImageMetadata, file: string): void;
+  dismissRecall(): void;
   useAsInit(imageId: string, path: string): void;
   addLora(modelId: string, weight?: number): void;
   setLoraWeight(modelId: string, weight: number): void;
@@ -76,9 +99,19 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
     initImageId: null,
     initImagePath: null,
     loras: [],
+    noCache: false,
   },
   seedLocked: false,
   fieldErrors: {},
+  batchMode: 'single',
+  promptFocus: 0,
+  recall: null,
+  setBatchMode: (batchMode) =>
+    set((s) => {
+      const fieldErrors = { ...s.fieldErrors };
+      delete fieldErrors.prompt;
+      return { batchMode, fieldErrors };
+    }),
   setField: (key, value) =>
     set((s) => {
       const fieldErrors = { ...s.fieldErrors };
@@ -95,15 +128,34 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
   },
   randomizeSeed: () => set((s) => ({ form: { ...s.form, seed: randomSeed() } })),
   submit: async () => {
-    const { form, seedLocked } = get();
+    const { form, seedLocked, batchMode } = get();
     const candidate = { ...form, initImageId: form.initImageId ?? undefined };
-    const parsed = GenerateParams.safeParse(candidate);
-    if (!parsed.success) {
+    const invalid = (issues: { path: PropertyKey[]; message: string }[]) => {
       const fieldErrors: Record<string, string> = {};
-      for (const issue of parsed.error.issues) fieldErrors[String(issue.path[0] ?? 'form')] ??= issue.message;
+      for (const issue of issues) fieldErrors[String(issue.path[0] ?? 'form')] ??= issue.message;
       set({ fieldErrors });
+    };
+    if (batchMode !== 'single') {
+      const plan = planBatch(batchMode, form.prompt);
+      if (plan.error) return set((s) => ({ fieldErrors: { ...s.fieldErrors, prompt: plan.error! } }));
+      const items: GenerateParams[] = [];
+      for (const prompt of plan.prompts) {
+        const parsed = GenerateParams.safeParse({ ...candidate, prompt });
+        if (!parsed.success) return invalid(parsed.error.issues);
+        items.push(parsed.data);
+      }
+      try {
+        const jobs = await client.call('jobs.submitMany', { items });
+        get().toast('info', `Queued ${jobs.length} ${jobs.length === 1 ? 'job' : 'jobs'}.`);
+        if (!seedLocked) set((s) => ({ form: { ...s.form, seed: randomSeed() } }));
+        get().remember(items[0].modelId);
+      } catch (err) {
+        get().toast('error', (err as ClientError).message);
+      }
       return;
     }
+    const parsed = GenerateParams.safeParse(candidate);
+    if (!parsed.success) return invalid(parsed.error.issues);
     try {
       await client.call('jobs.submit', parsed.data);
       if (!seedLocked) set((s) => ({ form: { ...s.form, seed: randomSeed() } }));
@@ -113,8 +165,12 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
       get().toast('error', e.message);
     }
   },
-  restoreFrom: (g, imageIndex = 0) => {
+  restoreFrom: (g, imageIndex = 0, opts = {}) => {
     const img = g.images[imageIndex];
+    const rec = canvasRecord(g);
+    // img2img from a history image: its starting image is the image's parent. Canvas inputs stay in the entry.
+    const parent = g.mode === 'img2img' && !rec?.canvas ? (img?.parentImageId ?? null) : null;
+    const parentPath = parent ? (get().items.flatMap((x) => x?.images ?? []).find((im) => im.id === parent)?.path ?? null) : null;
     const known = new Set(get().models.filter((m) => m.kind === 'lora').map((m) => m.id));
     const loras: LoraUse[] = [];
     const missing: string[] = [];
@@ -125,7 +181,9 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
     set((s) => ({
       form: {
         ...s.form,
-        mode: g.mode === 'img2img' ? 'img2img' : 'txt2img',
+        mode: parent ? 'img2img' : 'txt2img',
+        initImageId: parent,
+        initImagePath: parentPath,
         prompt: g.prompt,
         negativePrompt: g.negativePrompt,
         modelId: g.modelId ?? s.form.modelId,
@@ -138,14 +196,38 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
         batch: img ? 1 : g.batch,
         strength: g.strength ?? s.form.strength,
         loras,
+        noCache: false,
       },
       seedLocked: true,
       fieldErrors: {},
+      batchMode: 'single',
       route: 'generate',
     }));
+    if (rec && !opts.quiet) get().toast('info', 'Made on the canvas: the frame, mask and control inputs are in the history entry (Gallery → Open in canvas restores them).');
+    else if (!rec && g.mode === 'img2img' && !parent) get().toast('info', 'The starting image of this entry is not in the history any more: choose one.');
     if (!g.modelId) get().toast('info', `The model "${g.modelName}" is no longer in the library: pick another.`);
     if (missing.length) get().toast('info', `Not in the library any more, left out: ${missing.map((n) => `LoRA "${n}"`).join(', ')}.`);
   },
+  sameSeedNewPrompt: (g, imageIndex = 0) => {
+    get().restoreFrom(g, imageIndex);
+    set((s) => ({ seedLocked: true, promptFocus: s.promptFocus + 1 }));
+  },
+  applyMetadata: (meta, file) => {
+    const { patch, restored, notes } = formFromMetadata(meta);
+    const s0 = get();
+    // Only LoRAs still in the library (the server matched them by hash or name).
+    if (patch.loras) patch.loras = patch.loras.filter((l) => s0.models.some((m) => m.id === l.modelId && m.kind === 'lora'));
+    if (patch.modelId && !s0.models.some((m) => m.id === patch.modelId && m.kind === 'checkpoint')) delete patch.modelId;
+    set((s) => ({
+      form: { ...s.form, ...patch, mode: 'txt2img', initImageId: null, initImagePath: null, noCache: false },
+      seedLocked: patch.seed !== undefined ? true : s.seedLocked,
+      fieldErrors: {},
+      batchMode: 'single',
+      recall: { file, source: SOURCE_LABEL[meta.source], restored, notes },
+      route: s.route === 'canvas' ? 'canvas' : 'generate',
+    }));
+  },
+  dismissRecall: () => set({ recall: null }),
   addLora: (modelId, weight = 1) =>
     set((s) => {
       if (!modelId || s.form.loras.some((l) => l.modelId === modelId)) return s;

@@ -12,7 +12,18 @@ export interface JobsSlice {
   applyJob(job: Job): void;
   applyProgress(p: JobProgress): void;
   cancelJob(id: string): Promise<void>;
+  /** Put a queued job at `index` among the queued ones (0 = next). */
+  moveJob(id: string, index: number): Promise<void>;
+  retryJob(id: string): Promise<void>;
   loadJobs(): Promise<void>;
+}
+
+/** Every queued or running job, and the 50 latest finished ones. */
+export function keepRecent(jobs: Job[]): Job[] {
+  const finished = jobs.filter((j) => j.state !== 'queued' && j.state !== 'running');
+  if (finished.length <= 50) return jobs;
+  const drop = new Set(finished.slice(0, finished.length - 50));
+  return jobs.filter((j) => !drop.has(j));
 }
 
 export const createJobsSlice: SliceCreator<JobsSlice> = (set, get) => ({
@@ -25,7 +36,7 @@ export const createJobsSlice: SliceCreator<JobsSlice> = (set, get) => ({
       const i = s.jobs.findIndex((j) => j.id === job.id);
       const jobs = i >= 0 ? s.jobs.map((j) => (j.id === job.id ? job : j)) : [...s.jobs, job];
       const focus = job.state === 'running' || (i < 0 && !s.jobs.some((j) => j.state === 'running')) ? job.id : s.focusJobId;
-      return { jobs: jobs.slice(-50), focusJobId: focus };
+      return { jobs: keepRecent(jobs), focusJobId: focus };
     }),
   applyProgress: (p) =>
     set((s) => ({
@@ -36,6 +47,22 @@ export const createJobsSlice: SliceCreator<JobsSlice> = (set, get) => ({
     try {
       const r = await client.call('jobs.cancel', { id });
       if (!r.cancelled) get().toast('info', 'That job had already finished.');
+    } catch (err) {
+      get().toast('error', (err as Error).message);
+    }
+  },
+  moveJob: async (id, index) => {
+    try {
+      const jobs = await client.call('jobs.move', { id, index });
+      set({ jobs: keepRecent(jobs) });
+    } catch (err) {
+      get().toast('error', (err as Error).message);
+    }
+  },
+  retryJob: async (id) => {
+    try {
+      const job = await client.call('jobs.retry', { id });
+      get().applyJob(job);
     } catch (err) {
       get().toast('error', (err as Error).message);
     }
