@@ -329,7 +329,8 @@ export class JobsService {
         device: result.device ? `${result.device}/${result.dtype}` : null,
         timings: result.timings,
         costUsd: null,
-        params: { ...p, family: result.family, memoryMode: result.memory_mode },
+        // noCache decides whether to generate, not what: it is not part of the stored request (nor of the PNG's bytes)
+        params: { ...p, noCache: undefined, family: result.family, memoryMode: result.memory_mode },
         images: result.images.map((img) => ({ sourcePath: img.path, seed: img.seed, parentImageId: init?.id ?? null })),
       });
       job.generationId = gen.id;
