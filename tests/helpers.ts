@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import zlib from 'node:zlib';
-import { solidPng } from '../src/main/lib/png';
+import { rgbPng, solidPng } from '../src/main/lib/png';
 
 export function tmpDir(prefix = 'atelier-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -30,34 +29,9 @@ export function writeSafetensors(file: string, names: string[], metadata: Record
 
 /** An RGB PNG from a per-pixel function (test datasets: shapes the demo model has never seen). */
 export function drawPng(width: number, height: number, pixel: (x: number, y: number) => [number, number, number]): Buffer {
-  const crcTable = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (b: Buffer) => {
-    let c = 0xffffffff;
-    for (const v of b) c = crcTable[(c ^ v) & 0xff] ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type: string, data: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-    const c = Buffer.alloc(4);
-    c.writeUInt32BE(crc(td));
-    return Buffer.concat([len, td, c]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8;
-  ihdr[9] = 2;
-  const raw = Buffer.alloc(height * (1 + width * 3));
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) raw.set(pixel(x, y), y * (1 + width * 3) + 1 + x * 3);
-  }
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+  const rgb = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) rgb.set(pixel(x, y), (y * width + x) * 3);
+  return rgbPng(width, height, rgb);
 }
 
 /** A pink heart (a concept the shapes demo model never saw) on a flat background, 64×64. */
@@ -67,5 +41,21 @@ export function heartPng(bg: [number, number, number], cx = 32, cy = 32, r = 18)
     const v = -(y - cy) / r + 0.2;
     const inside = (u * u + v * v - 0.5) ** 3 - u * u * v * v * v * 0.9 < 0;
     return inside ? [255, 105, 180] : bg;
+  });
+}
+
+/** Resolves once `pred()` holds (polled every 20 ms); rejects with "timed out" after `ms`. */
+export function waitFor(pred: () => boolean, ms = 60000): Promise<void> {
+  const until = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const t = setInterval(() => {
+      if (pred()) {
+        clearInterval(t);
+        resolve();
+      } else if (Date.now() > until) {
+        clearInterval(t);
+        reject(new Error('timed out'));
+      }
+    }, 20);
   });
 }

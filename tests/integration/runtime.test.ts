@@ -14,7 +14,7 @@ import { GenerateParams } from '../../src/shared/contract';
 import { createServices, type Services } from '../../src/main/services';
 import { defaultCacheRoot, readyPython } from '../../src/main/services/runtime/provision';
 import { memoryBackend } from '../../src/main/services/settings/settings';
-import { tmpDir } from '../helpers';
+import { tmpDir, waitFor } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const RUNTIME = path.join(ROOT, 'python-runtime');
@@ -52,20 +52,6 @@ async function run(p: Partial<GenerateParamsInput> = {}): Promise<Job> {
   return services.jobs.list().find((j) => j.id === job.id)!;
 }
 
-function waitFor(pred: () => boolean, ms = 60000): Promise<void> {
-  const until = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const t = setInterval(() => {
-      if (pred()) {
-        clearInterval(t);
-        resolve();
-      } else if (Date.now() > until) {
-        clearInterval(t);
-        reject(new Error('timed out'));
-      }
-    }, 20);
-  });
-}
 
 beforeAll(async () => {
   modelsDir = tmpDir('atelier-models-');

@@ -13,7 +13,7 @@ import { createServices, type Services } from '../../src/main/services';
 import { defaultCacheRoot, readyPython } from '../../src/main/services/runtime/provision';
 import { memoryBackend } from '../../src/main/services/settings/settings';
 import { readSafetensorsHeader } from '../../src/main/services/models/safetensors';
-import { heartPng, tmpDir } from '../helpers';
+import { heartPng, tmpDir, waitFor } from '../helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const RUNTIME = path.join(ROOT, 'python-runtime');
@@ -34,20 +34,6 @@ const BACKGROUNDS: [number, number, number][] = [
   [140, 60, 190],
 ];
 
-function waitFor(pred: () => boolean, ms = 240000): Promise<void> {
-  const until = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const t = setInterval(() => {
-      if (pred()) {
-        clearInterval(t);
-        resolve();
-      } else if (Date.now() > until) {
-        clearInterval(t);
-        reject(new Error('timed out'));
-      }
-    }, 50);
-  });
-}
 
 beforeAll(() => {
   services = createServices({
@@ -96,7 +82,7 @@ describe('LoRA training with the real worker', () => {
       modelId: demo().id,
       config: TrainingConfig.parse({ steps: 60, batch: 4, lr: 2e-3, rank: 8, alpha: 8, resolution: 64, checkpointEvery: 10, sampleEvery: 30, samplePrompts: ['atlrheart, a pink heart'] }),
     });
-    await waitFor(() => services.training.get(job.id).checkpointStep >= 20 || ['failed', 'done'].includes(services.training.get(job.id).state));
+    await waitFor(() => services.training.get(job.id).checkpointStep >= 20 || ['failed', 'done'].includes(services.training.get(job.id).state), 240000);
     expect(services.training.get(job.id).state, services.training.get(job.id).message).toBe('running');
     const pid = services.runtime.workerPid!;
     const before = services.training.get(job.id);
