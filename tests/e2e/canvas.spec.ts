@@ -57,12 +57,54 @@ test('paint a mask, inpaint in the frame, see the result staged, accept it, and 
   await expect(detail).toContainText('atelier-shapes');
   await expect(detail.getByRole('link', { name: 'mask' })).toBeVisible();
 
-  // "Open in canvas" brings the frame, the composite and the settings back; the mask is pointed at.
+  const firstMask = (await detail.getByRole('link', { name: 'mask' }).getAttribute('href'))!;
+
+  // "Open in canvas" brings the frame, the composite, the mask and the settings back…
   await detail.getByRole('button', { name: 'Open in canvas' }).click();
   await expect(page.getByTestId('canvas-stage')).toBeVisible();
   await expect(page.getByText('Frame 64×64 at 0, 0', { exact: false })).toBeVisible();
   await expect(page.locator('textarea[name="prompt"]')).toHaveValue('a yellow circle on a blue background');
-  await expect(page.getByRole('status').filter({ hasText: 'mask' })).toContainText('history entry');
+  await expect(page.getByRole('status').filter({ hasText: 'Restored into the canvas' })).toContainText('mask');
+  await expect(page.getByTestId('mask-restored')).toBeVisible();
+  await page.screenshot({ path: path.join(SHOTS, 'canvas-reopened.png') });
+
+  // …so generating again (another seed, so not the cached result) sends the same mask, pixel for pixel.
+  await page.locator('input[name="seed"]').fill('4242');
+  await page.locator('input[name="seed"]').press('Tab');
+  await page.getByRole('button', { name: 'Generate in frame' }).click();
+  await expect(page.getByTestId('staged-image')).toBeVisible({ timeout: 120000 });
+  await page.getByRole('button', { name: 'Accept' }).click();
+  await page.keyboard.press('Control+3');
+  await expect(page.getByTestId('gallery-count')).toHaveText('2 generations');
+  await page.getByRole('listitem').first().click();
+  await expect(detail).toContainText('4242');
+  const secondMask = (await detail.getByRole('link', { name: 'mask' }).getAttribute('href'))!;
+  // Assets are content-addressed (sha256 of the bytes): the same path is the same PNG.
+  expect(secondMask).toBe(firstMask);
+  const cmp = await page.evaluate(async ([a, b]) => {
+    const pixels = async (url: string) => {
+      const img = new Image();
+      img.src = url;
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth;
+      c.height = img.naturalHeight;
+      const ctx = c.getContext('2d')!;
+      ctx.drawImage(img, 0, 0);
+      return { w: c.width, h: c.height, data: ctx.getImageData(0, 0, c.width, c.height).data };
+    };
+    const [p, q] = [await pixels(a), await pixels(b)];
+    let maxDiff = 0;
+    let white = 0;
+    for (let i = 0; i < p.data.length; i += 4) {
+      maxDiff = Math.max(maxDiff, Math.abs(p.data[i] - q.data[i]));
+      if (p.data[i] > 127) white++;
+    }
+    return { size: [p.w, p.h, q.w, q.h], maxDiff, white };
+  }, [firstMask, secondMask]);
+  expect(cmp.size).toEqual([64, 64, 64, 64]);
+  expect(cmp.white).toBeGreaterThan(100);
+  expect(cmp.maxDiff).toBeLessThanOrEqual(2);
   expect(errors).toEqual([]);
 });
 

@@ -184,6 +184,15 @@ describe('canvas editor', () => {
     expect(ed.doc.control).toMatchObject({ strokes: [], enabled: false });
   });
 
+  it('a restored mask image is part of the mask: clear removes it, undo brings it back', () => {
+    const ed = new CanvasEditor();
+    ed.commit((d) => ({ ...d, mask: { ...d.mask, image: { src: 'assets/m.png', rect: { x: 0, y: 0, width: 64, height: 64 } } } }));
+    ed.clearMask();
+    expect(ed.doc.mask.image).toBeNull();
+    ed.undo();
+    expect(ed.doc.mask.image).toEqual({ src: 'assets/m.png', rect: { x: 0, y: 0, width: 64, height: 64 } });
+  });
+
   it('fit frames the content; 100% centres the frame at scale 1', () => {
     const ed = new CanvasEditor();
     ed.addImage({ name: 'a', src: 'images/a.png', x: -512, y: 0, width: 512, height: 512 });

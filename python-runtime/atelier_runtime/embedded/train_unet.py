@@ -123,6 +123,36 @@ def pretrain_text_encoder(torch, text_encoder, tokenizer, steps, seed, batch=128
     return acc
 
 
+def cached_text_encoder(torch, text_encoder, tokenizer, steps, seed):
+    """Phase 1, or its saved result: it is deterministic from (seed, steps), so a second UNet run
+    (a different --fg-weight, say) reuses it instead of spending the same 8 minutes again."""
+    from transformers import CLIPTextModel
+
+    path = WORK_DIR / f"text_encoder_s{seed}_t{steps}"
+    if (path / "accuracy.json").exists():
+        text_encoder.load_state_dict(CLIPTextModel.from_pretrained(path, torch_dtype=torch.float32).state_dict())
+        print("text encoder from", path, flush=True)
+        return json.loads((path / "accuracy.json").read_text())
+    acc = pretrain_text_encoder(torch, text_encoder, tokenizer, steps, seed)
+    text_encoder.save_pretrained(path, safe_serialization=True)
+    (path / "accuracy.json").write_text(json.dumps(acc))
+    return acc
+
+
+def foreground_weights(torch, samples, k):
+    """1 + k on the 16x16 latent pixels the shape touches and a one-pixel ring around them (the
+    background between a star's points is as much the shape as the points), 1 elsewhere."""
+    import numpy as np
+
+    t0 = time.time()
+    masks = torch.from_numpy(np.stack([ds.shape_mask(s) for s in samples]))[:, None]
+    f = ds.SIZE // 16
+    lat = torch.nn.functional.max_pool2d(masks, f)
+    lat = torch.nn.functional.max_pool2d((lat > 0.05).float(), 3, stride=1, padding=1)
+    print(f"foreground maps in {time.time() - t0:.0f}s, mean coverage {lat.mean().item():.3f}", flush=True)
+    return 1.0 + k * lat[:, 0]
+
+
 def shipped_vae():
     """The VAE whose decoder was fine-tuned (train_vae --phase decoder; the encoder, hence the latent
     space, is unchanged), or the phase-1 VAE when that step was skipped."""
@@ -165,6 +195,10 @@ def main(argv=None):
     ap.add_argument("--ckpt-every", type=int, default=50)
     ap.add_argument("--text-steps", type=int, default=1200)
     ap.add_argument("--min-snr", type=float, default=5.0)
+    ap.add_argument("--fg-weight", type=float, default=3.0,
+                    help="extra loss weight on the latent pixels in and around the shape (0 = plain MSE)")
+    ap.add_argument("--ckpt-dir", default=str(WORK_DIR / "unet_ckpt"))
+    ap.add_argument("--resume", action="store_true", help="continue from CKPT_DIR/state.pt")
     ap.add_argument("--out", default=str(PIPELINE_DIR))
     args = ap.parse_args(argv)
 
@@ -181,7 +215,7 @@ def main(argv=None):
     torch.manual_seed(args.seed + 1)
     text_encoder = build_text_encoder(tokenizer)
     print("unet", count(unet), "text", count(text_encoder), flush=True)
-    text_acc = pretrain_text_encoder(torch, text_encoder, tokenizer, args.text_steps, args.seed)
+    text_acc = cached_text_encoder(torch, text_encoder, tokenizer, args.text_steps, args.seed)
     text_encoder.requires_grad_(False).eval()
     ema_unet = build_unet()
     ema_unet.load_state_dict(unet.state_dict())
@@ -200,11 +234,24 @@ def main(argv=None):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
     captioner = Captioner(torch, tokenizer, seed=args.seed)
     gen = torch.Generator().manual_seed(args.seed)
+    fg_map = foreground_weights(torch, samples, args.fg_weight) if args.fg_weight > 0 else None
     unet.train()
     t0 = time.time()
     running = 0.0
-    ckpt = WORK_DIR / "unet_ckpt"
-    for step in range(args.steps):
+    ckpt = Path(args.ckpt_dir)
+    start = 0
+    if args.resume and (ckpt / "state.pt").exists():
+        st = torch.load(ckpt / "state.pt", weights_only=False)
+        unet.load_state_dict(st["unet"])
+        ema_unet.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        gen.set_state(st["gen"])
+        captioner.rng.setstate(st["captioner"])
+        running, start = st["running"], st["step"]
+        t0 -= st["seconds"]
+        print(f"resumed at step {start}", flush=True)
+    for step in range(start, args.steps):
         idx = torch.randint(0, len(lat_mean), (args.batch,), generator=gen)
         z0 = lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=gen)
         ids, _ = captioner([samples[i] for i in idx.tolist()])
@@ -219,7 +266,13 @@ def main(argv=None):
         # min-SNR-gamma (Hang et al. 2023) for the low-noise end, but the high-noise end (where the
         # prompt decides the colours) keeps full weight instead of going to 0 at zero SNR
         w = torch.clamp(snr[t], min=1.0, max=args.min_snr) / (snr[t] + 1)
-        loss = (((pred - target) ** 2).mean(dim=(1, 2, 3)) * w).mean()
+        err = (pred - target) ** 2
+        if fg_map is not None:
+            # the shape is a few percent of the pixels, the background the rest: without this the
+            # loss is almost all background colour and the outline (star vs circle) barely counts
+            m = fg_map[idx].unsqueeze(1)
+            err = err * m / m.mean(dim=(2, 3), keepdim=True)
+        loss = (err.mean(dim=(1, 2, 3)) * w).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -236,6 +289,13 @@ def main(argv=None):
         if (step + 1) % args.ckpt_every == 0 or step == args.steps - 1:
             ema_unet.save_pretrained(ckpt / "unet", safe_serialization=True)
             text_encoder.save_pretrained(ckpt / "text_encoder", safe_serialization=True)
+            state = {
+                "unet": unet.state_dict(), "ema": ema_unet.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "gen": gen.get_state(), "captioner": captioner.rng.getstate(), "running": running, "step": step + 1,
+                "seconds": time.time() - t0,
+            }
+            torch.save(state, ckpt / "state.tmp")
+            (ckpt / "state.tmp").replace(ckpt / "state.pt")
             (ckpt / "step.txt").write_text(json.dumps({"step": step + 1, "seconds": time.time() - t0, "loss": running}))
 
     total = time.time() - t0
@@ -251,12 +311,13 @@ def export_checkpoint(argv=None):
     checkpoint), i.e. what `train_unet --steps <that step>` writes at its end."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(PIPELINE_DIR))
+    ap.add_argument("--ckpt-dir", default=str(WORK_DIR / "unet_ckpt"))
     args = ap.parse_args(argv)
     import torch
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    ckpt = WORK_DIR / "unet_ckpt"
+    ckpt = Path(args.ckpt_dir)
     save_pipeline(
         UNet2DConditionModel.from_pretrained(ckpt / "unet", torch_dtype=torch.float32),
         CLIPTextModel.from_pretrained(ckpt / "text_encoder", torch_dtype=torch.float32),

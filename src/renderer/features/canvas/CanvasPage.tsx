@@ -170,6 +170,11 @@ function CanvasSettings() {
           <input type="checkbox" checked={mask.visible} onChange={() => canvasEditor.commit((d) => ({ ...d, mask: { ...d.mask, visible: !d.mask.visible } }))} /> Show
         </label>
       </div>
+      {mask.image && (
+        <p className="muted small" data-testid="mask-restored">
+          Mask restored from the history entry: paint or erase on top of it.
+        </p>
+      )}
       <label className="field">
         <span className="field-label">Feather {mask.feather} px</span>
         <input type="range" aria-label="Mask feather" min={0} max={64} value={mask.feather} onChange={(e) => canvasEditor.setFeather(Number(e.target.value))} />

@@ -44,8 +44,8 @@ export interface CanvasSlice {
   sendToCanvas(path: string, width: number, height: number, name: string): void;
   /**
    * A canvas generation's inputs back into the canvas: its frame, the frame's composite as a layer,
-   * the control edges and options, and its parameters into the form. The mask was painted as strokes
-   * and stored as an image, so it cannot be strokes again: the user is told.
+   * its mask (as a mask image under any new strokes), the control edges and options, and its
+   * parameters into the form.
    */
   openInCanvas(g: Generation, imageIndex?: number): void;
 }
@@ -72,7 +72,7 @@ export const createCanvasSlice: SliceCreator<CanvasSlice> = (set, get) => ({
     set({ canvasBusy: true });
     try {
       const composite = await compositeCanvas(doc, load);
-      const mask = maskCanvas(doc);
+      const mask = await maskCanvas(doc, load);
       const control = await controlCanvas(doc, load);
       const empty = isEmpty(composite);
       const opaque = !empty && isOpaque(composite);
@@ -142,7 +142,7 @@ export const createCanvasSlice: SliceCreator<CanvasSlice> = (set, get) => ({
     canvasEditor.commit((doc) => ({
       ...doc,
       frame,
-      mask: { ...doc.mask, strokes: [], inverted: false, feather: c?.maskBlur ?? doc.mask.feather },
+      mask: { ...doc.mask, strokes: [], inverted: false, feather: c?.maskBlur ?? doc.mask.feather, image: c?.mask ? { src: c.mask, rect: frame } : null, visible: true },
       control: ctl ? { ...doc.control, strokes: [], edges: { src: ctl.image, rect: frame, low: 100, high: 200 }, enabled: true, scale: ctl.scale, start: ctl.start, end: ctl.end } : doc.control,
     }));
     set((s) => ({
@@ -150,7 +150,7 @@ export const createCanvasSlice: SliceCreator<CanvasSlice> = (set, get) => ({
       form: { ...s.form, strength: g.strength ?? s.form.strength },
       canvasOptions: { ...s.canvasOptions, ...(c ? { maskOnly: c.maskOnly, maskPadding: c.maskPadding, fill: c.fill } : {}), ...(ctl ? { controlModelId: ctl.modelId } : {}) },
     }));
-    if (c?.mask) get().toast('info', 'Frame, canvas and control restored. The mask is stored as an image in the history entry (the “mask” link in its details): paint it again to repaint the same area.');
+    get().toast('info', `Restored into the canvas: frame${c ? ', canvas' : ''}${c?.mask ? ', mask' : ''}${ctl ? ', control edges' : ''} and settings.`);
   },
   sendToCanvas: (path, width, height, name) => {
     const doc = canvasEditor.doc;

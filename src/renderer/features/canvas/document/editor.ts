@@ -255,7 +255,7 @@ export class CanvasEditor {
   }
 
   clearMask(): void {
-    this.commit((doc) => (doc.mask.strokes.length || doc.mask.inverted ? { ...doc, mask: { ...doc.mask, strokes: [], inverted: false } } : doc));
+    this.commit((doc) => (doc.mask.strokes.length || doc.mask.inverted || doc.mask.image ? { ...doc, mask: { ...doc.mask, strokes: [], inverted: false, image: null } } : doc));
   }
 
   invertMask(): void {

@@ -53,6 +53,12 @@ export interface MaskLayer {
   /** Feather (px) applied where the mask meets kept pixels. */
   feather: number;
   visible: boolean;
+  /**
+   * A mask image (white = repaint, library-relative path) placed in document coordinates, under the
+   * strokes: what "Open in canvas" restores from a history entry, whose mask was stored as pixels.
+   * Strokes paint and erase on top of it. Absent in documents saved before it existed.
+   */
+  image?: { src: string; rect: Rect } | null;
 }
 
 export interface ControlLayer {
@@ -81,7 +87,7 @@ export const MAX_FRAME = 4096;
 export function emptyDocument(frame: Rect = { x: 0, y: 0, width: 512, height: 512 }): CanvasDocument {
   return {
     images: [],
-    mask: { strokes: [], inverted: false, feather: 8, visible: true },
+    mask: { strokes: [], inverted: false, feather: 8, visible: true, image: null },
     control: { strokes: [], edges: null, enabled: false, visible: true, scale: 1, start: 0, end: 1 },
     frame,
   };

@@ -6,8 +6,10 @@
 import Konva from 'konva';
 import type { CanvasEditor } from '../document/editor';
 import type { ImageLayer, Stroke } from '../document/types';
+import { luminanceToAlpha } from './rasterize';
 
-const MASK_TINT = 'rgba(255, 80, 120, 1)';
+const MASK_RGB: [number, number, number] = [255, 80, 120];
+const MASK_TINT = `rgba(${MASK_RGB.join(', ')}, 1)`;
 const CONTROL_TINT = 'rgba(80, 220, 255, 1)';
 
 function lineFor(s: Stroke, color: string): Konva.Shape {
@@ -54,6 +56,7 @@ export class KonvaView {
   private unsubscribe: () => void;
   private lastDoc: unknown = null;
   private lastEdges: string | null = null;
+  private lastMaskImage: string | null = null;
 
   constructor(
     container: HTMLDivElement,
@@ -126,6 +129,7 @@ export class KonvaView {
     if (doc !== this.lastDoc) {
       this.lastDoc = doc;
       this.syncImages(doc.images);
+      this.syncMaskImage();
       this.syncStrokes(this.maskLayer, doc.mask.strokes, this.drawnMask, MASK_TINT);
       this.maskLayer.visible(doc.mask.visible && !this.stagedNode.visible());
       this.syncControl();
@@ -162,17 +166,38 @@ export class KonvaView {
     });
   }
 
-  /** Append new strokes; rebuild only when strokes were removed (undo, clear). */
+  /**
+   * Append new strokes; rebuild only when strokes were removed (undo, clear). The layer's image
+   * (edge map, restored mask) is not a stroke and stays.
+   */
   private syncStrokes(layer: Konva.Layer, strokes: Stroke[], drawn: string[], color: string): void {
     const prefixOk = drawn.length <= strokes.length && drawn.every((id, i) => strokes[i].id === id);
     if (!prefixOk) {
-      layer.destroyChildren();
+      for (const node of layer.getChildren().slice()) if (!(node instanceof Konva.Image)) node.destroy();
       drawn.length = 0;
     }
     for (let i = drawn.length; i < strokes.length; i++) {
       layer.add(lineFor(strokes[i], color));
       drawn.push(strokes[i].id);
     }
+  }
+
+  /** A restored mask image, tinted like painted strokes, under them (erase strokes cut it). */
+  private syncMaskImage(): void {
+    const m = this.editor.doc.mask.image ?? null;
+    const key = m ? `${m.src}@${JSON.stringify(m.rect)}` : null;
+    if (key === this.lastMaskImage) return;
+    this.lastMaskImage = key;
+    for (const node of this.maskLayer.getChildren().slice()) if (node instanceof Konva.Image) node.destroy();
+    if (!m) return;
+    const node = new Konva.Image({ image: undefined, x: m.rect.x, y: m.rect.y, width: m.rect.width, height: m.rect.height, listening: false });
+    this.maskLayer.add(node);
+    node.moveToBottom();
+    void this.image(m.src).then((img) => {
+      if (this.lastMaskImage !== key) return;
+      node.image(luminanceToAlpha(img, m.rect.width, m.rect.height, MASK_RGB));
+      this.maskLayer.batchDraw();
+    });
   }
 
   private syncControl(): void {

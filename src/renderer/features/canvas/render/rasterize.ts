@@ -53,12 +53,38 @@ export async function compositeCanvas(doc: CanvasDocument, load: ImageSource): P
   return c;
 }
 
+/**
+ * A grayscale image (white = 1) as coverage: `rgb` where it is white, transparent where black, so
+ * it composes with strokes (which paint and erase alpha) and can be tinted for display.
+ */
+export function luminanceToAlpha(img: CanvasImageSource, width: number, height: number, rgb: [number, number, number] = [255, 255, 255]): HTMLCanvasElement {
+  const c = canvas(width, height);
+  const ctx = c.getContext('2d')!;
+  ctx.drawImage(img, 0, 0, width, height);
+  const data = ctx.getImageData(0, 0, width, height);
+  const p = data.data;
+  for (let i = 0; i < p.length; i += 4) {
+    const a = Math.round((p[i] * 0.299 + p[i + 1] * 0.587 + p[i + 2] * 0.114) * (p[i + 3] / 255));
+    p[i] = rgb[0];
+    p[i + 1] = rgb[1];
+    p[i + 2] = rgb[2];
+    p[i + 3] = a;
+  }
+  ctx.putImageData(data, 0, 0);
+  return c;
+}
+
 /** Grayscale mask of the frame, or null when nothing is painted (and not inverted). */
-export function maskCanvas(doc: CanvasDocument): HTMLCanvasElement | null {
+export async function maskCanvas(doc: CanvasDocument, load: ImageSource): Promise<HTMLCanvasElement | null> {
   const { mask, frame: f } = doc;
-  if (!mask.strokes.length && !mask.inverted) return null;
+  if (!mask.strokes.length && !mask.image && !mask.inverted) return null;
   const strokes = canvas(f.width, f.height);
-  drawStrokes(strokes.getContext('2d')!, mask.strokes, f);
+  const sctx = strokes.getContext('2d')!;
+  if (mask.image) {
+    const r = mask.image.rect;
+    sctx.drawImage(luminanceToAlpha(await load(mask.image.src), r.width, r.height), r.x - f.x, r.y - f.y);
+  }
+  drawStrokes(sctx, mask.strokes, f);
   const out = canvas(f.width, f.height);
   const ctx = out.getContext('2d')!;
   ctx.fillStyle = mask.inverted ? '#fff' : '#000';
