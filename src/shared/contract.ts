@@ -162,6 +162,8 @@ export const HistoryListInput = z.object({
   boardId: z.string().max(200).optional(),
   limit: z.number().int().min(1).max(500).default(60),
   offset: z.number().int().min(0).default(0),
+  /** Count the matches on the first page (default). The gallery asks `history.count` separately. */
+  withTotal: z.boolean().default(true),
 });
 export const HistoryFacets = z.object({ models: z.array(z.string()), samplers: z.array(z.string()), loras: z.array(z.string()) });
 export const Board = z.object({ id: z.string(), name: z.string(), createdAt: z.string(), count: z.number().int(), cover: z.string().nullable() });
@@ -421,6 +423,8 @@ export const methods = {
   'settings.get': { input: none, output: Settings },
   'settings.update': { input: SettingsPatch.strict(), output: Settings },
   'history.list': { input: HistoryListInput.strict(), output: HistoryPage },
+  /** How many entries match the filters (up to the cap), for the gallery's length and header. */
+  'history.count': { input: HistoryListInput.omit({ limit: true, offset: true, withTotal: true }).strict(), output: z.object({ total: z.number().int(), capped: z.boolean() }) },
   'history.get': { input: byId, output: Generation },
   'history.facets': { input: none, output: HistoryFacets },
   'history.setFavorite': { input: z.object({ ids: z.array(z.string().min(1).max(200)).min(1).max(10000), favorite: z.boolean() }).strict(), output: z.object({ updated: z.number().int() }) },

@@ -125,6 +125,32 @@ describe('HistoryStore', () => {
     expect(s.getBoard(board.id).count).toBe(0);
   });
 
+  it('counts separately from the page when asked, and indexes LoRAs written before migration 5', () => {
+    const dir = tmpDir();
+    let t = Date.parse('2026-01-01T00:00:00Z');
+    const s = open(dir, () => new Date((t += 1000)));
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push(s.addGeneration({ ...gen(`p${i}`), loras: i % 2 ? [] : [{ name: 'ink', hash: null, weight: 1 }, { name: 'brand', hash: 'abc', weight: 0.5 }] }).id);
+    const page = s.list({ lora: 'ink', limit: 2, withTotal: false });
+    expect(page.items.map((g) => g.prompt)).toEqual(['p4', 'p2']);
+    expect(page.total).toBeNull();
+    expect(s.count({ lora: 'ink' })).toEqual({ total: 3, capped: false });
+    expect(s.list({ lora: 'ink', limit: 2 }).total).toBe(3);
+    s.close();
+    // A database from before migration 5: no generation_loras table.
+    const db = new Database(path.join(dir, 'atelier.db'));
+    db.exec('DROP TRIGGER generation_loras_insert; DROP TRIGGER generation_loras_delete; DROP TABLE generation_loras;');
+    db.pragma('user_version = 4');
+    db.close();
+    const again = open(dir);
+    expect(again.schemaVersion).toBe(MIGRATIONS.length);
+    expect(again.list({ lora: 'brand' }).items.map((g) => g.prompt)).toEqual(['p4', 'p2', 'p0']);
+    expect(again.facets().loras).toEqual(['brand', 'ink']);
+    again.delete([ids[4]]);
+    expect(again.count({ lora: 'ink' })).toEqual({ total: 2, capped: false });
+    expect(again.list({ lora: 'ink' }).items.map((g) => g.prompt)).toEqual(['p2', 'p0']);
+  });
+
   it('deletes rows and files together', () => {
     const s = open();
     const a = s.addGeneration(gen('keep'));

@@ -119,6 +119,7 @@ export function createServices(opts: ServicesOptions): Services {
       return next;
     },
     'history.list': (q) => history.list(q),
+    'history.count': (q) => history.count(q),
     'history.get': ({ id }) => history.get(id),
     'history.facets': () => history.facets(),
     'history.setFavorite': ({ ids, favorite }) => {

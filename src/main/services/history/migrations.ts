@@ -141,4 +141,23 @@ export const MIGRATIONS: readonly string[] = [
     created_at   TEXT NOT NULL
   );
   `,
+  // 5: LoRA filter through an index instead of json_each over every row (26x the bare page at 100k rows)
+  `
+  CREATE TABLE generation_loras (
+    generation_id  TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    PRIMARY KEY (generation_id, name)
+  ) WITHOUT ROWID;
+  CREATE INDEX generation_loras_name ON generation_loras(name, created_at DESC);
+  INSERT OR IGNORE INTO generation_loras (generation_id, name, created_at)
+    SELECT g.id, json_extract(j.value, '$.name'), g.created_at FROM generations g, json_each(g.loras_json) j WHERE json_extract(j.value, '$.name') IS NOT NULL;
+  CREATE TRIGGER generation_loras_insert AFTER INSERT ON generations BEGIN
+    INSERT OR IGNORE INTO generation_loras (generation_id, name, created_at)
+      SELECT new.id, json_extract(value, '$.name'), new.created_at FROM json_each(new.loras_json) WHERE json_extract(value, '$.name') IS NOT NULL;
+  END;
+  CREATE TRIGGER generation_loras_delete AFTER DELETE ON generations BEGIN
+    DELETE FROM generation_loras WHERE generation_id = old.id;
+  END;
+  `,
 ];

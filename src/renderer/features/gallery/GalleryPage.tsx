@@ -526,6 +526,7 @@ function Toolbar() {
   const facets = useStore((s) => s.facets);
   const total = useStore((s) => s.total);
   const capped = useStore((s) => s.totalCapped);
+  const counting = useStore((s) => s.counting);
   const loading = useStore((s) => s.galleryLoading);
   const [text, setText] = useState(f.query);
   const set = useStore.getState().setFilters;
@@ -543,7 +544,7 @@ function Toolbar() {
       <div className="gallery-search-row">
         <input type="search" name="search" placeholder="Search prompts, models, LoRAs…" aria-label="Search prompts" value={text} onChange={(e) => setText(e.target.value)} />
         <span className={`gallery-count${loading ? ' loading' : ''}`} data-testid="gallery-count" aria-live="polite">
-          {formatCount(total, capped)}
+          {counting ? 'Counting…' : formatCount(total, capped)}
         </span>
       </div>
       <div className="filters" role="group" aria-label="Filters">

@@ -36,6 +36,8 @@ export interface GallerySlice {
   items: (Generation | undefined)[];
   total: number;
   totalCapped: boolean;
+  /** The first page is shown and its total is being counted (`history.count`). */
+  counting: boolean;
   /** The first page of the current filters is on its way. */
   galleryLoading: boolean;
   /** Changes when the list is reloaded from the top (the grid scrolls back up). */
@@ -146,6 +148,7 @@ export const createGallerySlice: SliceCreator<GallerySlice> = (set, get) => {
     items: [],
     total: 0,
     totalCapped: false,
+    counting: false,
     galleryLoading: false,
     galleryResetSeq: 0,
     selected: new Set(),
@@ -166,7 +169,9 @@ export const createGallerySlice: SliceCreator<GallerySlice> = (set, get) => {
       inflight = [];
       set((s) => ({ galleryLoading: true, galleryResetSeq: s.galleryResetSeq + 1 }));
       try {
-        const page = await client.call('history.list', { ...listInput(get().filters), limit: PAGE, offset: 0 });
+        const query = listInput(get().filters);
+        // The page first, its count after: counting a filter no index covers visits every match.
+        const page = await client.call('history.list', { ...query, limit: PAGE, offset: 0, withTotal: false });
         if (mine !== epoch) return;
         const here = new Set(page.items.map((g) => g.id));
         set((s) => {
@@ -181,9 +186,22 @@ export const createGallerySlice: SliceCreator<GallerySlice> = (set, get) => {
           };
         });
         place(0, page);
+        if (page.total !== null) {
+          set({ counting: false });
+          return;
+        }
+        set({ counting: true });
+        const { total, capped } = await client.call('history.count', query);
+        if (mine !== epoch) return;
+        set((s) => {
+          const length = capped ? Math.max(total, s.items.length) : total;
+          const items = s.items.slice(0, length);
+          while (items.length < length) items.push(undefined);
+          return { items, total, totalCapped: capped, counting: false };
+        });
       } catch (err) {
         if (mine !== epoch) return;
-        set({ galleryLoading: false });
+        set({ galleryLoading: false, counting: false });
         fail(err);
       }
     },
@@ -336,7 +354,7 @@ export const createGallerySlice: SliceCreator<GallerySlice> = (set, get) => {
     onHistoryAdded: async (id) => {
       try {
         // Where it lands under the current filters (FTS, board, dates…): the server's answer, not a guess.
-        const page = await client.call('history.list', { ...listInput(get().filters), limit: 20, offset: 0 });
+        const page = await client.call('history.list', { ...listInput(get().filters), limit: 20, offset: 0, withTotal: false });
         const at = page.items.findIndex((g) => g.id === id);
         if (at < 0 || get().items.some((g) => g?.id === id)) return;
         epoch++;
@@ -344,7 +362,7 @@ export const createGallerySlice: SliceCreator<GallerySlice> = (set, get) => {
         set((s) => {
           const items = s.items.slice();
           items.splice(Math.min(at, items.length), 0, page.items[at]);
-          return { items, total: page.total ?? s.total + 1, totalCapped: page.totalCapped };
+          return { items, total: page.total ?? s.total + 1 };
         });
       } catch {
         /* the next load shows it */
