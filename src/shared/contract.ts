@@ -8,6 +8,7 @@
  * Imported by main, preload and renderer; imports nothing of theirs.
  */
 import { z } from 'zod';
+import { cloudModel } from './cloud';
 
 // ---------------------------------------------------------------- generation
 
@@ -55,6 +56,17 @@ export const ControlInputs = z.object({
 });
 export type ControlInputs = z.infer<typeof ControlInputs>;
 
+/** OpenAI Images options (see shared/cloud.ts for what each model accepts). */
+export const CloudOptions = z.object({
+  size: z.string().max(20),
+  /** '' = the model's default (or none). */
+  quality: z.string().max(20).default(''),
+  style: z.string().max(20).default(''),
+  /** The user saw the budget warning and went on. */
+  overBudgetOk: z.boolean().default(false),
+});
+export type CloudOptions = z.infer<typeof CloudOptions>;
+
 /** A LoRA from the library applied to a generation, with its strength. */
 export const LoraUse = z.object({ modelId: z.string().min(1).max(200), weight: z.number().min(-4).max(4).default(1) });
 export type LoraUse = z.infer<typeof LoraUse>;
@@ -62,6 +74,9 @@ export type LoraUse = z.infer<typeof LoraUse>;
 export const GenerateParams = z
   .object({
     mode: z.enum(['txt2img', 'img2img', 'inpaint']).default('txt2img'),
+    /** local: the Python worker; cloud: OpenAI Images, `modelId` naming the OpenAI model. */
+    backend: z.enum(['local', 'cloud']).default('local'),
+    cloud: CloudOptions.optional(),
     prompt: z.string().trim().min(1, 'is empty: describe the image').max(20000),
     negativePrompt: z.string().max(20000).default(''),
     /** Id of a row in the model library. */
@@ -98,6 +113,19 @@ export const GenerateParams = z
     });
     if (p.control && p.control.end < p.control.start) {
       ctx.addIssue({ code: 'custom', path: ['control', 'end'], message: 'must not be before start' });
+    }
+    if (p.backend === 'cloud') {
+      const m = cloudModel(p.modelId);
+      const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+      if (!m) return issue(['modelId'], `is not an OpenAI image model: ${p.modelId}`);
+      if (!p.cloud) return issue(['cloud'], 'is required for the cloud backend: choose a size');
+      if (!m.sizes.includes(p.cloud.size)) issue(['cloud', 'size'], `must be one of ${m.sizes.join(', ')} for ${m.label}`);
+      if (p.cloud.quality && !m.qualities.includes(p.cloud.quality)) issue(['cloud', 'quality'], m.qualities.length ? `must be one of ${m.qualities.join(', ')} for ${m.label}` : `is not an option of ${m.label}`);
+      if (p.cloud.style && !m.styles.includes(p.cloud.style)) issue(['cloud', 'style'], m.styles.length ? `must be one of ${m.styles.join(', ')} for ${m.label}` : `is not an option of ${m.label}`);
+      if (p.batch > m.maxN) issue(['batch'], `must be at most ${m.maxN} for ${m.label}`);
+      if (p.mode !== 'txt2img' && !m.edit) issue(['modelId'], `cannot edit images: ${m.label} only generates; pick GPT Image or DALL·E 2 for the canvas`);
+      if (p.loras.length) issue(['loras'], 'are local only: the cloud models take no LoRAs');
+      if (p.control) issue(['control'], 'is local only: the cloud models take no ControlNet');
     }
   });
 export type GenerateParams = z.infer<typeof GenerateParams>;
@@ -143,6 +171,8 @@ export const Generation = z.object({
   device: z.string().nullable(),
   timings: z.record(z.string(), z.number()),
   costUsd: z.number().nullable(),
+  /** Cloud only: the prompt the model says it used, when it rewrote ours. */
+  revisedPrompt: z.string().nullable().default(null),
   favorite: z.boolean(),
   images: z.array(ImageRecord),
 });
@@ -242,6 +272,8 @@ export const Job = z.object({
   imageIndex: z.number().int(),
   generationId: z.string().nullable(),
   error: ErrorPayloadSchema.nullable(),
+  /** What a running job is waiting for, in words (a cloud request being retried after a 429). */
+  note: z.string().nullable().default(null),
 });
 export type Job = z.infer<typeof Job>;
 
@@ -398,10 +430,38 @@ export const Settings = z.object({
     })
     .prefault({}),
   lastModelId: z.string().default(''),
+  /** Monthly spending limit for the cloud backend in USD; 0 = none. */
+  cloudBudgetUsd: z.number().min(0).max(100000).default(0),
+  /** Appended to every prompt (both backends) when not empty. */
+  styleSuffix: z.string().max(1000).default(''),
+  /** Prompts containing any of these are refused (shared machines). */
+  blockedTerms: z.array(z.string().max(200)).max(1000).default([]),
 });
 export type Settings = z.infer<typeof Settings>;
 export const SettingsPatch = Settings.partial();
 export type SettingsPatch = z.infer<typeof SettingsPatch>;
+
+export const CloudStatus = z.object({
+  hasKey: z.boolean(),
+  /** Where the key comes from: the OS keychain (Electron's safeStorage) or OPENAI_API_KEY. */
+  keySource: z.enum(['keychain', 'env']).nullable(),
+  /** A key can be entered here (false in the web mode and the CLI: they read OPENAI_API_KEY). */
+  canStoreKey: z.boolean(),
+  /** The last four characters, so the user can tell keys apart; never more. */
+  keyHint: z.string().nullable(),
+  spentThisMonthUsd: z.number(),
+  budgetUsd: z.number(),
+});
+export type CloudStatus = z.infer<typeof CloudStatus>;
+
+export const CloudEstimate = z.object({
+  costUsd: z.number(),
+  spentThisMonthUsd: z.number(),
+  budgetUsd: z.number(),
+  /** The request would take this month's spend past a set budget. */
+  overBudget: z.boolean(),
+});
+export type CloudEstimate = z.infer<typeof CloudEstimate>;
 
 export const AppInfo = z.object({
   version: z.string(),
@@ -422,6 +482,13 @@ export const methods = {
   'app.info': { input: none, output: AppInfo },
   'settings.get': { input: none, output: Settings },
   'settings.update': { input: SettingsPatch.strict(), output: Settings },
+  'cloud.status': { input: none, output: CloudStatus },
+  'cloud.setKey': { input: z.object({ key: z.string().trim().min(20, 'is too short to be an OpenAI key').max(500).regex(/^\S+$/, 'must not contain spaces') }).strict(), output: CloudStatus },
+  'cloud.clearKey': { input: none, output: CloudStatus },
+  'cloud.estimate': {
+    input: z.object({ model: z.string().max(100), size: z.string().max(20), quality: z.string().max(20).default(''), n: z.number().int().min(1).max(16).default(1) }).strict(),
+    output: CloudEstimate,
+  },
   'history.list': { input: HistoryListInput.strict(), output: HistoryPage },
   /** How many entries match the filters (up to the cap), for the gallery's length and header. */
   'history.count': { input: HistoryListInput.omit({ limit: true, offset: true, withTotal: true }).strict(), output: z.object({ total: z.number().int(), capped: z.boolean() }) },
@@ -515,6 +582,7 @@ export const events = {
   'history.changed': z.object({ ids: z.array(z.string()) }),
   'boards.changed': z.object({}),
   'settings.changed': Settings,
+  'cloud.changed': CloudStatus,
   'datasets.changed': z.object({ id: z.string() }),
   'training.changed': TrainingJob,
   'training.progress': TrainingProgress,

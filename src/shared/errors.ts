@@ -14,6 +14,12 @@ export const ERROR_CODES = [
   'OUT_OF_MEMORY',
   'CANCELLED',
   'DISK_FULL',
+  'CLOUD_AUTH', // no OpenAI key, or the key was refused
+  'CLOUD_REFUSED', // OpenAI declined the request (content policy, bad option, model not available)
+  'CLOUD_RATE_LIMITED', // 429 after the retries, or the account is out of credit
+  'CLOUD_UNAVAILABLE', // no network, timeouts, OpenAI server errors after the retries
+  'OVER_BUDGET', // the request would pass the monthly cloud budget and was not confirmed
+  'BLOCKED_TERMS', // the prompt contains a term blocked on this machine
   'INTERNAL',
 ] as const;
 

@@ -139,6 +139,7 @@ describe('HistoryStore', () => {
     s.close();
     // A database from before migration 5: no generation_loras table.
     const db = new Database(path.join(dir, 'atelier.db'));
+    db.exec('DROP INDEX generations_cloud_spend; ALTER TABLE generations DROP COLUMN revised_prompt;'); // migration 6
     db.exec('DROP TRIGGER generation_loras_insert; DROP TRIGGER generation_loras_delete; DROP TABLE generation_loras;');
     db.pragma('user_version = 4');
     db.close();

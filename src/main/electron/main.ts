@@ -3,10 +3,11 @@
  * library files), the IPC adapter, and the security settings of Electron's
  * checklist. Everything else lives in the services, which know nothing of Electron.
  */
-import { app, BrowserWindow, ipcMain, Menu, protocol, session, shell, type IpcMainInvokeEvent, type WebContents } from 'electron';
+import { app, BrowserWindow, ipcMain, Menu, protocol, safeStorage, session, shell, type IpcMainInvokeEvent, type WebContents } from 'electron';
 import Store from 'electron-store';
 import path from 'node:path';
 import { createServices, type Services } from '../services';
+import { encryptedFileKeyStore } from '../services/cloud/keystore';
 import { storeBackend } from '../services/settings/settings';
 import { SETTINGS_NAME } from '../lib/paths';
 import { isAppUrl, registerAtelierProtocol, RENDERER_URL } from './protocol';
@@ -92,6 +93,8 @@ app.whenReady().then(async () => {
     version: __APP_VERSION__,
     pythonOverride: process.env.ATELIER_PYTHON,
     autoProvision: true,
+    // The OpenAI key, encrypted by the OS keychain; OPENAI_API_KEY when none is stored.
+    keyStore: encryptedFileKeyStore(path.join(dataDir, 'secrets', 'openai-key.bin'), safeStorage),
   });
   // dist/main/../renderer: inside app.asar when packaged, which Electron's fs reads transparently.
   registerAtelierProtocol(path.join(__dirname, '..', 'renderer'), services.history);

@@ -45,12 +45,21 @@ export function solidPng(width: number, height: number, color: number[]): Buffer
 
 /** An 8-bit RGB PNG from packed RGB bytes (3 per pixel, rows top to bottom). */
 export function rgbPng(width: number, height: number, rgb: Buffer): Buffer {
+  return packedPng(width, height, rgb, 3);
+}
+
+/** An 8-bit RGBA PNG from packed RGBA bytes (4 per pixel, rows top to bottom). */
+export function rgbaPng(width: number, height: number, rgba: Buffer): Buffer {
+  return packedPng(width, height, rgba, 4);
+}
+
+function packedPng(width: number, height: number, rgb: Buffer, channels: 3 | 4): Buffer {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8;
-  ihdr[9] = 2;
-  const stride = width * 3;
+  ihdr[9] = channels === 4 ? 6 : 2;
+  const stride = width * channels;
   const raw = Buffer.alloc((stride + 1) * height);
   for (let y = 0; y < height; y++) rgb.copy(raw, y * (stride + 1) + 1, y * stride, (y + 1) * stride);
   return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw)), pngChunk('IEND', Buffer.alloc(0))]);

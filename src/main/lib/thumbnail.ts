@@ -23,6 +23,25 @@ export interface RgbImage {
 
 /** Decode an 8-bit, non-interlaced gray/RGB/RGBA PNG to RGB (alpha composited on mid gray). Null when unsupported. */
 export function decodePng(png: Buffer, maxPixels = 8192 * 8192): RgbImage | null {
+  const d = decodePngPixels(png, maxPixels);
+  if (!d) return null;
+  const { width, height, channels, px } = d;
+  const rgb = Buffer.alloc(width * height * 3);
+  for (let i = 0, j = 0; i < width * height; i++, j += channels) {
+    if (channels >= 3) {
+      const alpha = channels === 4 ? px[j + 3] / 255 : 1;
+      for (let k = 0; k < 3; k++) rgb[i * 3 + k] = Math.round(px[j + k] * alpha + 128 * (1 - alpha));
+    } else {
+      const alpha = channels === 2 ? px[j + 1] / 255 : 1;
+      const g = Math.round(px[j] * alpha + 128 * (1 - alpha));
+      rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = g;
+    }
+  }
+  return { width, height, data: rgb };
+}
+
+/** The unfiltered pixels of an 8-bit, non-interlaced gray (1), gray+alpha (2), RGB (3) or RGBA (4) PNG. */
+export function decodePngPixels(png: Buffer, maxPixels = 8192 * 8192): { width: number; height: number; channels: 1 | 2 | 3 | 4; px: Buffer } | null {
   if (png.length < 33 || !png.subarray(0, 8).equals(SIG)) return null;
   let off = 8;
   let width = 0;
@@ -79,18 +98,7 @@ export function decodePng(png: Buffer, maxPixels = 8192 * 8192): RgbImage | null
       row[i] = v & 0xff;
     }
   }
-  const rgb = Buffer.alloc(width * height * 3);
-  for (let i = 0, j = 0; i < width * height; i++, j += channels) {
-    if (channels >= 3) {
-      const alpha = channels === 4 ? px[j + 3] / 255 : 1;
-      for (let k = 0; k < 3; k++) rgb[i * 3 + k] = Math.round(px[j + k] * alpha + 128 * (1 - alpha));
-    } else {
-      const alpha = channels === 2 ? px[j + 1] / 255 : 1;
-      const g = Math.round(px[j] * alpha + 128 * (1 - alpha));
-      rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = g;
-    }
-  }
-  return { width, height, data: rgb };
+  return { width, height, channels: channels as 1 | 2 | 3 | 4, px };
 }
 
 /** Box-filter downscale so the longer side is at most `max` (never upscales). */

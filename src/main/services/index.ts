@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AppInfo } from '../../shared/contract';
 import { createDispatcher, EventHub, type Dispatch, type Handlers } from '../host/dispatcher';
+import { CloudService } from './cloud/cloud';
+import { envKeyStore, type KeyStore } from './cloud/keystore';
 import { exportBoard, exportGeneration, readImageMetadata } from './history/exports';
 import { HistoryStore } from './history/store';
 import { JobsService } from './jobs/jobs';
@@ -32,6 +34,11 @@ export interface ServicesOptions {
   pythonOverride?: string;
   autoProvision?: boolean;
   log?: (line: string) => void;
+  /** Where the OpenAI key lives: the OS keychain in Electron; default OPENAI_API_KEY (web mode, CLI). */
+  keyStore?: KeyStore;
+  /** An OpenAI-compatible endpoint (tests); default OPENAI_BASE_URL or OpenAI's. */
+  openaiBaseURL?: string;
+  cloud?: Partial<Pick<ConstructorParameters<typeof CloudService>[0], 'timeoutMs' | 'maxAttempts' | 'maxWaitMs'>>;
   runtime?: Partial<Pick<ConstructorParameters<typeof RuntimeService>[0], 'pingIntervalMs' | 'pingTimeoutMs' | 'helloTimeoutMs' | 'env'>>;
 }
 
@@ -44,6 +51,7 @@ export interface Services {
   models: ModelsService;
   runtime: RuntimeService;
   jobs: JobsService;
+  cloud: CloudService;
   datasets: DatasetsService;
   training: TrainingService;
   dispose(): Promise<void>;
@@ -78,8 +86,21 @@ export function createServices(opts: ServicesOptions): Services {
     ...opts.runtime,
   });
   const lock = new WorkerLock();
+  const cloud = new CloudService({
+    keys: opts.keyStore ?? envKeyStore(),
+    spentSince: (iso) => history.cloudSpendSince(iso),
+    budget: () => settings.get().cloudBudgetUsd,
+    baseURL: opts.openaiBaseURL ?? (process.env.ATELIER_OPENAI_BASE_URL || undefined),
+    log,
+    ...opts.cloud,
+  });
+  const cloudChanged = <T>(v: T): T => {
+    hub.emit('cloud.changed', cloud.status());
+    return v;
+  };
   const jobs = new JobsService({
     lock,
+    cloud,
     history,
     models,
     runtime,
@@ -87,7 +108,10 @@ export function createServices(opts: ServicesOptions): Services {
     jobsDir: path.join(opts.dataDir, 'jobs'),
     onJob: (j) => hub.emit('jobs.changed', j),
     onProgress: (p) => hub.emit('jobs.progress', p),
-    onAdded: (id) => hub.emit('history.added', { generationId: id }),
+    onAdded: (id) => {
+      hub.emit('history.added', { generationId: id });
+      if (history.get(id).backend === 'cloud') hub.emit('cloud.changed', cloud.status());
+    },
     log,
   });
   const datasets = new DatasetsService(path.join(opts.dataDir, 'datasets'), opts.dataDir, (id) => hub.emit('datasets.changed', { id }));
@@ -113,11 +137,16 @@ export function createServices(opts: ServicesOptions): Services {
     'app.info': () => ({ version: opts.version, shell: opts.shell, platform: process.platform, dataDir: opts.dataDir }),
     'settings.get': () => settings.get(),
     'settings.update': (patch) => {
-      const before = settings.get().modelDirs.join('\n');
+      const before = settings.get();
       const next = settings.update(patch);
-      if (next.modelDirs.join('\n') !== before) models.rescan();
+      if (next.modelDirs.join('\n') !== before.modelDirs.join('\n')) models.rescan();
+      if (next.cloudBudgetUsd !== before.cloudBudgetUsd) hub.emit('cloud.changed', cloud.status());
       return next;
     },
+    'cloud.status': () => cloud.status(),
+    'cloud.setKey': ({ key }) => cloudChanged(cloud.setKey(key)),
+    'cloud.clearKey': () => cloudChanged(cloud.clearKey()),
+    'cloud.estimate': ({ model, size, quality, n }) => cloud.estimate(model, size, quality, n),
     'history.list': (q) => history.list(q),
     'history.count': (q) => history.count(q),
     'history.get': ({ id }) => history.get(id),
@@ -194,6 +223,7 @@ export function createServices(opts: ServicesOptions): Services {
     models,
     runtime,
     jobs,
+    cloud,
     datasets,
     training,
     async dispose() {

@@ -40,13 +40,17 @@ export function formatA1111(p: ImageParams, extra: Record<string, string | numbe
   const loraTags = p.loras.map((l) => `<lora:${l.name}:${trimNum(l.weight)}>`).join(' ');
   const lines = [loraTags ? `${p.prompt} ${loraTags}` : p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);
-  const pairs: [string, string | number][] = [
-    ['Steps', p.steps],
-    ['Sampler', p.sampler],
-    ['CFG scale', trimNum(p.cfg)],
-    ['Seed', p.seed],
-    ['Size', `${p.width}x${p.height}`],
-  ];
+  // A cloud image has no steps, sampler, CFG or seed that would make it again: only what it was.
+  const pairs: [string, string | number][] =
+    p.backend === 'cloud'
+      ? [['Size', `${p.width}x${p.height}`], ['Backend', 'OpenAI']]
+      : [
+          ['Steps', p.steps],
+          ['Sampler', p.sampler],
+          ['CFG scale', trimNum(p.cfg)],
+          ['Seed', p.seed],
+          ['Size', `${p.width}x${p.height}`],
+        ];
   if (p.modelHash) pairs.push(['Model hash', p.modelHash]);
   pairs.push(['Model', p.modelName]);
   if (p.strength !== null && p.mode !== 'txt2img') pairs.push(['Denoising strength', trimNum(p.strength)]);

@@ -160,4 +160,9 @@ export const MIGRATIONS: readonly string[] = [
     DELETE FROM generation_loras WHERE generation_id = old.id;
   END;
   `,
+  // 6: cloud images: the prompt the model actually used (DALL·E 3 rewrites prompts); spend by month
+  `
+  ALTER TABLE generations ADD COLUMN revised_prompt TEXT;
+  CREATE INDEX generations_cloud_spend ON generations(created_at) WHERE backend = 'cloud';
+  `,
 ];

@@ -27,7 +27,8 @@ export interface NewImage {
   parentImageId?: string | null;
 }
 
-export type NewGeneration = Omit<Generation, 'id' | 'createdAt' | 'images' | 'favorite'> & {
+export type NewGeneration = Omit<Generation, 'id' | 'createdAt' | 'images' | 'favorite' | 'revisedPrompt'> & {
+  revisedPrompt?: string | null;
   params: unknown;
   /** Content hash of model, parameters, seed and inputs (the result cache's key). */
   cacheKey?: string | null;
@@ -65,6 +66,7 @@ interface GenerationRow {
   device: string | null;
   timings_json: string;
   cost_usd: number | null;
+  revised_prompt: string | null;
   favorite: number;
   cache_key: string | null;
 }
@@ -262,9 +264,9 @@ export class HistoryStore {
         this.db
           .prepare(
             `INSERT INTO generations (id, created_at, backend, mode, prompt, negative_prompt, model_id, model_name, model_hash,
-               sampler, steps, cfg, seed, width, height, batch, strength, control_json, loras_json, device, timings_json, cost_usd, params_json, cache_key)
+               sampler, steps, cfg, seed, width, height, batch, strength, control_json, loras_json, device, timings_json, cost_usd, params_json, cache_key, revised_prompt)
              VALUES (@id, @created_at, @backend, @mode, @prompt, @negative_prompt, @model_id, @model_name, @model_hash,
-               @sampler, @steps, @cfg, @seed, @width, @height, @batch, @strength, @control_json, @loras_json, @device, @timings_json, @cost_usd, @params_json, @cache_key)`,
+               @sampler, @steps, @cfg, @seed, @width, @height, @batch, @strength, @control_json, @loras_json, @device, @timings_json, @cost_usd, @params_json, @cache_key, @revised_prompt)`,
           )
           .run({
             id,
@@ -291,6 +293,7 @@ export class HistoryStore {
             cost_usd: input.costUsd,
             params_json: JSON.stringify(input.params ?? {}),
             cache_key: input.cacheKey ?? null,
+            revised_prompt: input.revisedPrompt ?? null,
           });
         const insert = this.db.prepare(
           `INSERT INTO images (id, generation_id, idx, path, sha256, width, height, seed, parent_image_id, created_at)
@@ -389,6 +392,11 @@ export class HistoryStore {
       args.board = opts.boardId;
     }
     return { where, args };
+  }
+
+  /** USD spent on cloud images since an ISO date (this month's spend, for the budget). */
+  cloudSpendSince(iso: string): number {
+    return (this.db.prepare(`SELECT COALESCE(SUM(cost_usd), 0) AS s FROM generations WHERE backend = 'cloud' AND created_at >= ?`).get(iso) as { s: number }).s;
   }
 
   /** The values the gallery's filters offer. */
@@ -542,6 +550,7 @@ export class HistoryStore {
       device: r.device,
       timings: JSON.parse(r.timings_json),
       costUsd: r.cost_usd,
+      revisedPrompt: r.revised_prompt ?? null,
       favorite: r.favorite === 1,
       images: byGen.get(r.id) ?? [],
     }));

@@ -9,6 +9,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { GenerateParams, type Job, type JobProgress } from '../../../shared/contract';
 import { AtelierError, toErrorPayload } from '../../../shared/errors';
+import { cloudModel } from '../../../shared/cloud';
+import { appendStyle, findBlockedTerms } from '../../../shared/prompts';
+import type { CloudService } from '../cloud/cloud';
 import type { HistoryStore } from '../history/store';
 import type { ModelsService } from '../models/models';
 import type { WorkerLock } from '../runtime/lock';
@@ -21,6 +24,8 @@ export interface JobsOptions {
   models: ModelsService;
   runtime: RuntimeService;
   settings: SettingsService;
+  /** The OpenAI backend (jobs with backend 'cloud'); absent: such jobs fail with a clear message. */
+  cloud?: CloudService;
   /** Scratch folder for the worker's outputs; the library takes the files from there. */
   jobsDir: string;
   /** Shared with LoRA training: a job waits (queued) while a training has the worker. */
@@ -70,6 +75,7 @@ const familyName = (f: string) => (f === 'sdxl' ? 'SDXL' : f === 'sd15' ? 'SD 1.
 export class JobsService {
   private jobs: Job[] = [];
   private running: Job | null = null;
+  private cloudAborts = new Map<string, AbortController>();
   private idleWaiters: (() => void)[] = [];
 
   constructor(private opts: JobsOptions) {
@@ -97,10 +103,11 @@ export class JobsService {
       startedAt: null,
       finishedAt: null,
       step: 0,
-      total: params.mode === 'txt2img' ? params.steps : Math.max(1, Math.floor(params.steps * params.strength)),
+      total: params.backend === 'cloud' ? 1 : params.mode === 'txt2img' ? params.steps : Math.max(1, Math.floor(params.steps * params.strength)),
       imageIndex: 0,
       generationId: null,
       error: null,
+      note: null,
     };
   }
 
@@ -114,7 +121,11 @@ export class JobsService {
 
   /** Queue several jobs in order; all are checked first, so a bad one queues none. */
   submitMany(items: GenerateParams[]): Job[] {
-    const jobs = items.map((p) => this.newJob(p, this.check(p).name));
+    const { styleSuffix } = this.opts.settings.get();
+    // The suffix becomes part of the prompt (stored, searchable, reproducible); appendStyle is
+    // idempotent, so re-running an entry that already has it does not add it twice.
+    const prepared = items.map((p) => (styleSuffix.trim() ? { ...p, prompt: appendStyle(p.prompt, styleSuffix) } : p));
+    const jobs = prepared.map((p) => this.newJob(p, this.check(p).name));
     this.opts.history.queuePut(jobs.map((j) => ({ id: j.id, params: j.params, modelName: j.modelName, createdAt: j.createdAt })));
     for (const j of jobs) {
       this.jobs.push(j);
@@ -145,7 +156,11 @@ export class JobsService {
   }
 
   /** Refuse what cannot run before anything is queued. Returns the model. */
-  private check(params: GenerateParams) {
+  private check(params: GenerateParams): { name: string } {
+    const { blockedTerms } = this.opts.settings.get();
+    const blocked = blockedTerms.length ? findBlockedTerms(`${params.prompt}\n${params.negativePrompt}`, blockedTerms) : [];
+    if (blocked.length) throw new AtelierError('BLOCKED_TERMS', `The prompt contains terms blocked on this machine (${blocked.join(', ')}): remove them, or change the list in Settings.`);
+    if (params.backend === 'cloud') return this.checkCloud(params);
     const model = this.opts.models.get(params.modelId); // MODEL_NOT_FOUND before anything is queued
     if (model.kind !== 'checkpoint') throw new AtelierError('BAD_REQUEST', `${model.name} is a ${model.kind}, not a checkpoint: pick a checkpoint to generate with.`);
     // Inputs that do not exist fail now, before anything is queued.
@@ -169,6 +184,18 @@ export class JobsService {
     return model;
   }
 
+  private checkCloud(params: GenerateParams): { name: string } {
+    const m = cloudModel(params.modelId)!; // the contract checked it
+    if (!this.opts.cloud) throw new AtelierError('BAD_REQUEST', 'The cloud backend is not available here.');
+    if (params.mode === 'img2img' && !params.canvas) this.opts.history.getImage(params.initImageId!);
+    if (params.canvas) {
+      this.opts.history.requireFile(params.canvas.init);
+      if (params.canvas.mask) this.opts.history.requireFile(params.canvas.mask);
+    }
+    this.opts.cloud.checkBudget(params);
+    return { name: m.id };
+  }
+
   async cancel(id: string): Promise<boolean> {
     const job = this.jobs.find((j) => j.id === id);
     if (!job) return false;
@@ -176,7 +203,14 @@ export class JobsService {
       this.finish(job, 'cancelled', { code: 'CANCELLED', message: 'Cancelled before it started.' });
       return true;
     }
-    if (job.state === 'running') return this.opts.runtime.cancel(id);
+    if (job.state === 'running') {
+      const cloud = this.cloudAborts.get(id);
+      if (cloud) {
+        cloud.abort();
+        return true;
+      }
+      return this.opts.runtime.cancel(id);
+    }
     return false;
   }
 
@@ -212,7 +246,8 @@ export class JobsService {
       return;
     }
     this.running = next;
-    const release = this.opts.lock ? await this.opts.lock.acquire('generation') : () => {};
+    // A cloud request does not use the worker: it need not wait for a training to pause.
+    const release = this.opts.lock && next.params.backend !== 'cloud' ? await this.opts.lock.acquire('generation') : () => {};
     try {
       // It may have been cancelled while it waited for the worker.
       if (next.state === 'queued') await this.run(next);
@@ -228,6 +263,7 @@ export class JobsService {
     job.state = 'running';
     job.startedAt = new Date().toISOString();
     this.changed(job);
+    if (p.backend === 'cloud') return this.runCloud(job);
     const outDir = path.join(this.opts.jobsDir, job.id);
     try {
       const model = this.opts.models.get(p.modelId);
@@ -343,6 +379,69 @@ export class JobsService {
       this.finish(job, error.code === 'CANCELLED' ? 'cancelled' : 'failed', error);
     } finally {
       fs.rmSync(outDir, { recursive: true, force: true });
+    }
+  }
+
+  /** A cloud job: the request (with its retries), then the images into the history in one step. */
+  private async runCloud(job: Job): Promise<void> {
+    const p = job.params;
+    const abort = new AbortController();
+    this.cloudAborts.set(job.id, abort);
+    try {
+      const cloud = this.opts.cloud;
+      if (!cloud) throw new AtelierError('BAD_REQUEST', 'The cloud backend is not available here.');
+      const init = p.mode === 'img2img' && !p.canvas ? this.opts.history.getImage(p.initImageId!) : null;
+      const inputs = {
+        image: p.canvas ? fs.readFileSync(this.opts.history.requireFile(p.canvas.init)) : init ? fs.readFileSync(init.absPath) : undefined,
+        mask: p.canvas?.mask ? fs.readFileSync(this.opts.history.requireFile(p.canvas.mask)) : undefined,
+      };
+      const result = await cloud.generate(p, inputs, {
+        signal: abort.signal,
+        onStatus: (note) => {
+          job.note = note;
+          this.changed(job);
+        },
+      });
+      job.note = null;
+      const [w, h] = result.size.split('x').map(Number);
+      const gen = this.opts.history.addGeneration({
+        backend: 'cloud',
+        mode: p.mode,
+        prompt: p.prompt,
+        negativePrompt: '',
+        modelId: null, // not a library model (the request in params names it)
+        modelName: p.modelId,
+        modelHash: null,
+        sampler: '',
+        steps: 0,
+        cfg: 0,
+        seed: 0,
+        width: w || p.width,
+        height: h || p.height,
+        batch: result.images.length,
+        strength: null,
+        control: p.canvas ? { canvas: p.canvas, control: null } : null,
+        loras: [],
+        queueId: job.id,
+        device: 'openai',
+        timings: { ...result.timings, attempts: result.attempts },
+        costUsd: result.costUsd,
+        revisedPrompt: result.revisedPrompt,
+        // what re-runs it: the same request, without the budget confirmation it was sent with
+        params: { ...p, noCache: undefined, cloud: { ...p.cloud, overBudgetOk: undefined, resolvedSize: result.size, resolvedQuality: result.quality } },
+        images: result.images.map((data) => ({ data, seed: 0, parentImageId: init?.id ?? null })),
+      });
+      job.generationId = gen.id;
+      job.step = job.total;
+      this.finish(job, 'done');
+      this.opts.onAdded?.(gen.id);
+    } catch (err) {
+      const error = toErrorPayload(err);
+      job.note = null;
+      if (error.code === 'INTERNAL') this.opts.log?.(`job ${job.id}: ${(err as Error)?.message ?? err}`);
+      this.finish(job, error.code === 'CANCELLED' ? 'cancelled' : 'failed', error);
+    } finally {
+      this.cloudAborts.delete(job.id);
     }
   }
 }
