@@ -25,6 +25,7 @@ function connect() {
   client.on('history.changed', ({ ids }) => void s().onHistoryChanged(ids));
   client.on('boards.changed', () => void s().loadBoards());
   client.on('settings.changed', (settings) => useStore.setState({ settings }));
+  client.on('cloud.changed', (cloudStatus) => useStore.setState({ cloudStatus }));
   client.on('models.changed', () => void s().loadModels().catch(() => {}));
   client.on('datasets.changed', ({ id }) => s().onDatasetChanged(id));
   client.on('training.changed', (job) => {
@@ -46,7 +47,7 @@ async function load() {
   const s = useStore.getState();
   try {
     await s.loadSettings();
-    await Promise.all([s.loadModels(), s.loadGallery(true), s.loadBoards(), s.loadJobs(), s.loadDatasets(), s.loadTraining()]);
+    await Promise.all([s.loadModels(), s.loadGallery(true), s.loadBoards(), s.loadJobs(), s.loadDatasets(), s.loadTraining(), s.loadCloud()]);
   } catch (err) {
     s.toast('error', `Could not load: ${(err as Error).message}`);
   }

@@ -173,6 +173,8 @@ export const Generation = z.object({
   costUsd: z.number().nullable(),
   /** Cloud only: the prompt the model says it used, when it rewrote ours. */
   revisedPrompt: z.string().nullable().default(null),
+  /** Cloud only: the options it was asked with (what "use these settings" restores). */
+  cloud: z.object({ size: z.string(), quality: z.string(), style: z.string() }).nullable().default(null),
   favorite: z.boolean(),
   images: z.array(ImageRecord),
 });

@@ -7,6 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { FakeOpenAI } from '../fake-openai';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -30,8 +31,21 @@ export default async function globalSetup() {
   for (const e of fs.readdirSync(models)) if (e.endsWith('.safetensors')) fs.rmSync(path.join(models, e));
   fs.writeFileSync(path.join(data, 'settings.json'), JSON.stringify({ modelDirs: [models], previewEvery: 1, defaults: { width: 64, height: 64, steps: 6 } }));
   const token = 'e2e-token-' + Math.random().toString(36).slice(2);
+  // Cloud mode talks to an OpenAI-compatible server of the tests'; the key comes from the environment as in any web mode.
+  const openai = new FakeOpenAI();
+  await openai.start();
+  process.env.ATELIER_E2E_OPENAI = openai.url.replace(/\/v1$/, '');
+  process.env.ATELIER_E2E_OPENAI_KEY = 'sk-e2e-' + Math.random().toString(36).slice(2) + 'KEYTAIL';
   const server = spawn(process.execPath, [path.join(ROOT, 'dist/main/web.cjs'), '--port', '0'], {
-    env: { ...process.env, ATELIER_DATA_DIR: data, ATELIER_TOKEN: token, ATELIER_PYTHON: python, ATELIER_NO_AUTO_PROVISION: '1' },
+    env: {
+      ...process.env,
+      ATELIER_DATA_DIR: data,
+      ATELIER_TOKEN: token,
+      ATELIER_PYTHON: python,
+      ATELIER_NO_AUTO_PROVISION: '1',
+      ATELIER_OPENAI_BASE_URL: openai.url,
+      OPENAI_API_KEY: process.env.ATELIER_E2E_OPENAI_KEY,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logFile = fs.createWriteStream(path.join(root, 'server.log'));
@@ -51,5 +65,6 @@ export default async function globalSetup() {
   return async () => {
     server.kill('SIGTERM');
     await new Promise((r) => server.on('exit', r));
+    await openai.close();
   };
 }

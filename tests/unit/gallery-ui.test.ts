@@ -44,6 +44,7 @@ function gen(over: Partial<Generation> = {}): Generation {
     timings: { total_ms: 1234 },
     costUsd: null,
     revisedPrompt: null,
+    cloud: null,
     favorite: false,
     images: [
       { id: 'i0', generationId: 'g1', index: 0, path: 'images/a.png', sha256: 'x', width: 64, height: 64, seed: 100, parentImageId: null, createdAt: '' },

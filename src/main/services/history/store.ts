@@ -27,7 +27,7 @@ export interface NewImage {
   parentImageId?: string | null;
 }
 
-export type NewGeneration = Omit<Generation, 'id' | 'createdAt' | 'images' | 'favorite' | 'revisedPrompt'> & {
+export type NewGeneration = Omit<Generation, 'id' | 'createdAt' | 'images' | 'favorite' | 'revisedPrompt' | 'cloud'> & {
   revisedPrompt?: string | null;
   params: unknown;
   /** Content hash of model, parameters, seed and inputs (the result cache's key). */
@@ -67,6 +67,7 @@ interface GenerationRow {
   timings_json: string;
   cost_usd: number | null;
   revised_prompt: string | null;
+  params_json: string;
   favorite: number;
   cache_key: string | null;
 }
@@ -551,6 +552,7 @@ export class HistoryStore {
       timings: JSON.parse(r.timings_json),
       costUsd: r.cost_usd,
       revisedPrompt: r.revised_prompt ?? null,
+      cloud: r.backend === 'cloud' ? cloudOptions(r.params_json) : null,
       favorite: r.favorite === 1,
       images: byGen.get(r.id) ?? [],
     }));
@@ -705,5 +707,14 @@ export class HistoryStore {
     if (byHash) return toModel(byHash);
     const byName = name ? (this.db.prepare('SELECT * FROM models WHERE kind = ? AND name = ? COLLATE NOCASE LIMIT 1').get(kind, name) as ModelRow | undefined) : undefined;
     return byName ? toModel(byName) : null;
+  }
+}
+
+function cloudOptions(paramsJson: string): Generation['cloud'] {
+  try {
+    const c = (JSON.parse(paramsJson) as { cloud?: Record<string, unknown> }).cloud ?? {};
+    return { size: String(c.size ?? ''), quality: String(c.quality ?? ''), style: String(c.style ?? '') };
+  } catch {
+    return { size: '', quality: '', style: '' };
   }
 }

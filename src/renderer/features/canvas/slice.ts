@@ -7,7 +7,8 @@ import { GenerateParams, type Generation, type ModelRecord } from '../../../shar
 import type { SliceCreator } from '../../app/store';
 import { client } from '../../lib/client';
 import { canvasRecord } from '../gallery/recall';
-import { randomSeed } from '../generate/slice';
+import { backendParams, randomSeed } from '../generate/slice';
+import { formatUsd } from '../../../shared/cloud';
 import { CanvasEditor } from './document/editor';
 import { compositeCanvas, controlCanvas, isEmpty, isOpaque, maskCanvas, pngBase64, type ImageSource } from './render/rasterize';
 
@@ -85,8 +86,20 @@ export const createCanvasSlice: SliceCreator<CanvasSlice> = (set, get) => ({
         controlInputs = { type: 'canny' as const, modelId, image: await put(control), scale: doc.control.scale, start: doc.control.start, end: doc.control.end };
       }
       const seed = opts.seed ?? form.seed;
+      let overBudgetOk = false;
+      if (form.backend === 'cloud') {
+        if (controlInputs) throw new Error('The control layer is local only: turn it off for the cloud backend.');
+        const est = await client.call('cloud.estimate', { model: form.cloudModel, size: form.cloudSize, quality: form.cloudQuality, n: Math.max(1, Math.min(16, form.batch || 1)) });
+        if (est.overBudget) {
+          overBudgetOk = window.confirm(
+            `This edit would cost about ${formatUsd(est.costUsd)} and take this month's cloud spend to ${formatUsd(est.spentThisMonthUsd + est.costUsd)}, past your budget of ${formatUsd(est.budgetUsd)}. Go on?`,
+          );
+          if (!overBudgetOk) return;
+        }
+      }
       const params = GenerateParams.parse({
         ...form,
+        ...backendParams(form, overBudgetOk),
         seed,
         mode,
         width: doc.frame.width,

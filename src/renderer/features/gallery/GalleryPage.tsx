@@ -277,16 +277,21 @@ function Detail({ g }: { g: Generation }) {
           <button type="button" className="primary" onClick={() => s().restoreFrom(g, index)} title="Every setting of this image into the generate form (R)">
             Use these settings
           </button>
-          <button
-            type="button"
-            onClick={() => s().sameSeedNewPrompt(g, index)}
-            title="The same settings and seed, with the prompt ready to be rewritten"
-          >
-            Same seed, new prompt
-          </button>
-          <button type="button" onClick={() => setDialog('variations')} title="Queue the same settings with the next seeds">
-            Variations…
-          </button>
+          {/* A cloud image has no seed to keep or step from. */}
+          {g.backend === 'local' && (
+            <>
+              <button
+                type="button"
+                onClick={() => s().sameSeedNewPrompt(g, index)}
+                title="The same settings and seed, with the prompt ready to be rewritten"
+              >
+                Same seed, new prompt
+              </button>
+              <button type="button" onClick={() => setDialog('variations')} title="Queue the same settings with the next seeds">
+                Variations…
+              </button>
+            </>
+          )}
           {rec && (
             <button type="button" onClick={() => s().openInCanvas(g, index)} title="Restore the frame, canvas and control inputs into the canvas">
               Open in canvas
@@ -367,18 +372,25 @@ function Detail({ g }: { g: Generation }) {
               }
             />
           )}
+          {g.revisedPrompt && <Param k="Revised by the model" v={<span className="prompt-text" data-testid="detail-revised">{g.revisedPrompt}</span>} />}
           <Param k="Mode" v={g.mode} />
-          <Param k="Sampler" v={g.sampler} />
-          <Param k="Steps" v={g.steps} />
-          <Param k="CFG" v={g.cfg} />
-          <Param k="Seed" v={<span data-testid="detail-seed">{g.images.length > 1 ? g.images.map((i, k) => (k === index ? `[${i.seed}]` : i.seed)).join(', ') : (img?.seed ?? g.seed)}</span>} />
+          {g.backend === 'local' ? (
+            <>
+              <Param k="Sampler" v={g.sampler} />
+              <Param k="Steps" v={g.steps} />
+              <Param k="CFG" v={g.cfg} />
+              <Param k="Seed" v={<span data-testid="detail-seed">{g.images.length > 1 ? g.images.map((i, k) => (k === index ? `[${i.seed}]` : i.seed)).join(', ') : (img?.seed ?? g.seed)}</span>} />
+            </>
+          ) : (
+            g.cloud && <Param k="Options" v={[g.cloud.quality && `quality ${g.cloud.quality}`, g.cloud.style && `style ${g.cloud.style}`].filter(Boolean).join(' · ') || '—'} />
+          )}
           <Param k="Size" v={`${g.width} × ${g.height}${g.images.length > 1 ? ` · batch of ${g.images.length}` : ''}`} />
           {g.strength != null && <Param k="Strength" v={g.strength} />}
           {canvasInputs(g) && <Param k="Canvas" v={canvasInputs(g)} />}
-          <Param k="Backend" v={g.backend} />
+          <Param k="Backend" v={g.backend === 'cloud' ? 'cloud · OpenAI' : 'local'} />
           {g.device && <Param k="Device" v={g.device} />}
           {t && <Param k="Time" v={t} />}
-          {g.costUsd != null && <Param k="Cost" v={`$${g.costUsd.toFixed(4)}`} />}
+          {g.costUsd != null && <Param k="Cost" v={<span data-testid="detail-cost">{`$${g.costUsd.toFixed(3)}`}</span>} />}
           <Param k="Created" v={new Date(g.createdAt).toLocaleString()} />
         </dl>
       </div>

@@ -1,11 +1,13 @@
-import { useEffect, useMemo, useRef } from 'react';
-import { MAX_SEED, SAMPLERS, type ModelRecord, type Sampler } from '../../../shared/contract';
+import { useEffect, useMemo, useRef, useState } from 'react';
+import { CLOUD_MODELS, cloudModel, formatUsd } from '../../../shared/cloud';
+import { MAX_SEED, SAMPLERS, type CloudEstimate, type ModelRecord, type Sampler } from '../../../shared/contract';
 import { useStore } from '../../app/store';
 import { client } from '../../lib/client';
 import { loadImage } from '../canvas/CanvasPage';
 import { BATCH_MODES, planBatch, planSummary, type BatchMode } from './batch';
 import { SizePresetSelect } from './SizePresetSelect';
 import { LORA_WEIGHT_MAX, LORA_WEIGHT_MIN } from './slice';
+import { PromptTools } from './PromptTools';
 import { readDroppedImage } from '../../app/recall';
 
 function Field({ label, error, children, hint }: { label: string; error?: string; hint?: string; children: React.ReactNode }) {
@@ -148,7 +150,119 @@ function LorasSection() {
   );
 }
 
+const QUALITY_LABEL: Record<string, string> = { low: 'Low', medium: 'Medium', high: 'High', auto: 'Auto', standard: 'Standard', hd: 'HD' };
+
+/** The OpenAI model and the options it takes (and only those), the price of the request and the month's spend. */
+function CloudSection() {
+  const form = useStore((s) => s.form);
+  const errors = useStore((s) => s.fieldErrors);
+  const status = useStore((s) => s.cloudStatus);
+  const warning = useStore((s) => s.budgetWarning);
+  const route = useStore((s) => s.route);
+  const m = cloudModel(form.cloudModel) ?? CLOUD_MODELS[0];
+  const [est, setEst] = useState<CloudEstimate | null>(null);
+  const s = useStore.getState;
+  const n = Number.isFinite(form.batch) ? Math.max(1, Math.min(m.maxN, form.batch)) : 1;
+  useEffect(() => {
+    let live = true;
+    client
+      .call('cloud.estimate', { model: m.id, size: form.cloudSize, quality: form.cloudQuality, n })
+      .then((e) => live && setEst(e))
+      .catch(() => live && setEst(null));
+    return () => {
+      live = false;
+    };
+  }, [m.id, form.cloudSize, form.cloudQuality, n, status?.spentThisMonthUsd, status?.budgetUsd]);
+  return (
+    <section className="cloud-options" aria-label="Cloud options">
+      {status && !status.hasKey && (
+        <p className="notice" role="status" data-testid="cloud-no-key">
+          No OpenAI API key.{' '}
+          {status.canStoreKey ? (
+            <button type="button" className="link" onClick={() => useStore.setState({ route: 'settings' })}>
+              Add one in Settings
+            </button>
+          ) : (
+            'Start Atelier with OPENAI_API_KEY set.'
+          )}
+        </p>
+      )}
+      <Field label="OpenAI model" error={errors.modelId}>
+        <select name="cloudModel" value={m.id} onChange={(e) => s().chooseCloudModel(e.target.value)}>
+          {CLOUD_MODELS.filter((x) => route !== 'canvas' || x.edit).map((x) => (
+            <option key={x.id} value={x.id}>
+              {x.label}
+            </option>
+          ))}
+        </select>
+      </Field>
+      <div className="row">
+        <Field label="Size" error={errors.cloud}>
+          <select name="cloudSize" value={form.cloudSize} onChange={(e) => s().setField('cloudSize', e.target.value)}>
+            {m.sizes.map((z) => (
+              <option key={z} value={z}>
+                {z === 'auto' ? 'Auto' : z.replace('x', '×')}
+              </option>
+            ))}
+          </select>
+        </Field>
+        {m.qualities.length > 0 && (
+          <Field label="Quality">
+            <select name="cloudQuality" value={form.cloudQuality} onChange={(e) => s().setField('cloudQuality', e.target.value)}>
+              {m.qualities.map((q) => (
+                <option key={q} value={q}>
+                  {QUALITY_LABEL[q] ?? q}
+                </option>
+              ))}
+            </select>
+          </Field>
+        )}
+        {m.styles.length > 0 && (
+          <Field label="Style">
+            <select name="cloudStyle" value={form.cloudStyle} onChange={(e) => s().setField('cloudStyle', e.target.value)}>
+              {m.styles.map((x) => (
+                <option key={x} value={x}>
+                  {x[0].toUpperCase() + x.slice(1)}
+                </option>
+              ))}
+            </select>
+          </Field>
+        )}
+        <Field label="Images" error={errors.batch}>
+          <NumberInput name="batch" value={form.batch} min={1} max={m.maxN} onChange={(v) => s().setField('batch', v)} />
+        </Field>
+      </div>
+      {est && (
+        <p className={`cloud-cost${est.overBudget ? ' over' : ''}`} data-testid="cloud-cost" aria-live="polite">
+          ≈ {formatUsd(est.costUsd)} · this month {formatUsd(est.spentThisMonthUsd)}
+          {est.budgetUsd > 0 ? ` of ${formatUsd(est.budgetUsd)}` : ''}
+          {m.note ? <span className="hint"> ({m.note})</span> : null}
+        </p>
+      )}
+      {warning && (
+        <p className="budget-warning" role="alert" data-testid="budget-warning">
+          {warning} Generate again to go on, or raise the budget in Settings.
+        </p>
+      )}
+    </section>
+  );
+}
+
+function BackendSwitch() {
+  const backend = useStore((s) => s.form.backend);
+  return (
+    <div className="mode-switch backend-switch" role="tablist" aria-label="Backend">
+      {(['local', 'cloud'] as const).map((b) => (
+        <button key={b} type="button" role="tab" aria-selected={backend === b} className={backend === b ? 'active' : ''} onClick={() => useStore.getState().setBackend(b)}>
+          {b === 'local' ? 'Local' : 'Cloud · OpenAI'}
+        </button>
+      ))}
+    </div>
+  );
+}
+
 let handledPromptFocus = 0;
+const NO_TERMS: readonly string[] = [];
 
 export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas' }) {
   const canvas = variant === 'canvas';
@@ -160,6 +274,9 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
   const submit = useStore((s) => s.submit);
   const batchMode = useStore((s) => s.batchMode);
   const promptFocus = useStore((s) => s.promptFocus);
+  const blockedTerms = useStore((s) => s.settings?.blockedTerms ?? NO_TERMS);
+  const budgetWarning = useStore((s) => s.budgetWarning);
+  const local = form.backend === 'local';
   const checkpoints = useMemo(() => models.filter((m) => m.kind === 'checkpoint'), [models]);
   const plan = useMemo(() => (canvas || batchMode === 'single' ? null : planBatch(batchMode, form.prompt)), [canvas, batchMode, form.prompt]);
   const promptRef = useRef<HTMLTextAreaElement>(null);
@@ -183,6 +300,7 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
         else void submit();
       }}
     >
+      <BackendSwitch />
       {!canvas && (
       <div className="mode-switch" role="tablist" aria-label="Mode">
         {(['txt2img', 'img2img'] as const).map((m) => (
@@ -210,6 +328,14 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
           onChange={(e) => setField('prompt', e.target.value)}
         />
       </Field>
+      <PromptTools
+        prompt={form.prompt}
+        negativePrompt={form.negativePrompt}
+        backend={form.backend}
+        blockedTerms={blockedTerms}
+        onPrompt={(v) => setField('prompt', v)}
+        onNegative={(v) => setField('negativePrompt', v)}
+      />
       {!canvas && (
         <div className="batch-mode">
           <select name="batchMode" aria-label="Batch mode" value={batchMode} onChange={(e) => useStore.getState().setBatchMode(e.target.value as BatchMode)}>
@@ -226,9 +352,11 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
           )}
         </div>
       )}
-      <Field label="Negative prompt" error={errors.negativePrompt}>
-        <textarea name="negativePrompt" rows={2} placeholder="blurry, low quality" value={form.negativePrompt} onChange={(e) => setField('negativePrompt', e.target.value)} />
-      </Field>
+      {local && (
+        <Field label="Negative prompt" error={errors.negativePrompt}>
+          <textarea name="negativePrompt" rows={2} placeholder="blurry, low quality" value={form.negativePrompt} onChange={(e) => setField('negativePrompt', e.target.value)} />
+        </Field>
+      )}
 
       {!canvas && form.mode === 'img2img' && (
         <div className="init-image">
@@ -246,6 +374,9 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
         </div>
       )}
 
+      {!local && <CloudSection />}
+      {local && (
+      <>
       <Field label="Model" error={errors.modelId}>
         <select name="model" value={form.modelId} onChange={(e) => useStore.getState().chooseModel(e.target.value)}>
           {checkpoints.length === 0 && <option value="">No models: add a folder in Settings</option>}
@@ -346,10 +477,12 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
         Reuse identical results
         <span className="hint">{form.noCache ? 'always generate' : 'from the history'}</span>
       </label>
+      </>
+      )}
 
       {!canvas && (
-        <button type="submit" className="primary generate-button" disabled={!!plan?.error && !!form.prompt.trim()}>
-          {plan && !plan.error ? `Queue ${plan.count} ${plan.count === 1 ? 'job' : 'jobs'}` : 'Generate'}
+        <button type="submit" className={`primary generate-button${budgetWarning ? ' over-budget' : ''}`} disabled={!!plan?.error && !!form.prompt.trim()}>
+          {budgetWarning ? 'Generate anyway' : plan && !plan.error ? `Queue ${plan.count} ${plan.count === 1 ? 'job' : 'jobs'}` : 'Generate'}
         </button>
       )}
       {!canvas && (

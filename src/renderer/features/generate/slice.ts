@@ -1,4 +1,5 @@
-import { GenerateParams, MAX_SEED, type Generation, type ImageMetadata, type LoraUse, type Sampler } from '../../../shared/contract';
+import { cloudModel, defaultQuality, formatUsd } from '../../../shared/cloud';
+import { GenerateParams, MAX_SEED, type CloudStatus, type Generation, type ImageMetadata, type LoraUse, type Sampler } from '../../../shared/contract';
 import type { SliceCreator } from '../../app/store';
 import { client, ClientError } from '../../lib/client';
 import { canvasRecord, formFromMetadata, SOURCE_LABEL } from '../gallery/recall';
@@ -23,6 +24,24 @@ export interface GenerateForm {
   loras: LoraUse[];
   /** Generate even when an identical request's image is in the history ("Reuse identical results" off). */
   noCache: boolean;
+  /** Local worker or OpenAI Images; the cloud fields apply to the latter. */
+  backend: 'local' | 'cloud';
+  cloudModel: string;
+  cloudSize: string;
+  cloudQuality: string;
+  cloudStyle: string;
+}
+
+/** The request fields that differ by backend: cloud requests name the OpenAI model and its options, and take no LoRAs or negative prompt. */
+export function backendParams(form: GenerateForm, overBudgetOk = false): Partial<GenerateParams> {
+  if (form.backend !== 'cloud') return { backend: 'local' };
+  return {
+    backend: 'cloud',
+    modelId: form.cloudModel,
+    negativePrompt: '',
+    loras: [],
+    cloud: { size: form.cloudSize, quality: form.cloudQuality, style: form.cloudStyle, overBudgetOk },
+  };
 }
 
 /** What the last dropped (or opened) PNG gave the form, for the panel that says so. */
@@ -46,6 +65,13 @@ export interface GenerateSlice {
   /** Bumped to move the focus into the prompt (e.g. "Same seed, new prompt"). */
   promptFocus: number;
   recall: RecallReport | null;
+  cloudStatus: CloudStatus | null;
+  /** The last cloud submit would pass the monthly budget: the panel says so, and the next submit goes on. */
+  budgetWarning: string | null;
+  loadCloud(): Promise<void>;
+  setBackend(backend: 'local' | 'cloud'): void;
+  /** Pick an OpenAI model; size, quality and style fall back to ones it takes. */
+  chooseCloudModel(id: string): void;
   setBatchMode(mode: BatchMode): void;
   setField<K extends keyof GenerateForm>(key: K, value: GenerateForm[K]): void;
   setSeedLocked(locked: boolean): void;
@@ -100,7 +126,34 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
     initImagePath: null,
     loras: [],
     noCache: false,
+    backend: 'local',
+    cloudModel: 'gpt-image-1',
+    cloudSize: '1024x1024',
+    cloudQuality: 'medium',
+    cloudStyle: '',
   },
+  cloudStatus: null,
+  budgetWarning: null,
+  loadCloud: async () => set({ cloudStatus: await client.call('cloud.status') }),
+  setBackend: (backend) => set((s) => ({ form: { ...s.form, backend }, fieldErrors: {}, budgetWarning: null })),
+  chooseCloudModel: (id) =>
+    set((s) => {
+      const m = cloudModel(id);
+      if (!m) return s;
+      const f = s.form;
+      return {
+        form: {
+          ...f,
+          cloudModel: m.id,
+          cloudSize: m.sizes.includes(f.cloudSize) ? f.cloudSize : m.sizes[0],
+          cloudQuality: m.qualities.includes(f.cloudQuality) ? f.cloudQuality : defaultQuality(m),
+          cloudStyle: m.styles.includes(f.cloudStyle) ? f.cloudStyle : (m.styles[0] ?? ''),
+          batch: Math.min(f.batch, m.maxN),
+        },
+        fieldErrors: {},
+        budgetWarning: null,
+      };
+    }),
   seedLocked: false,
   fieldErrors: {},
   batchMode: 'single',
@@ -116,7 +169,7 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
     set((s) => {
       const fieldErrors = { ...s.fieldErrors };
       delete fieldErrors[key as string];
-      return { form: { ...s.form, [key]: value }, fieldErrors };
+      return { form: { ...s.form, [key]: value }, fieldErrors, budgetWarning: null };
     }),
   setSeedLocked: (seedLocked) => set({ seedLocked }),
   chooseModel: (id) => {
@@ -128,8 +181,24 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
   },
   randomizeSeed: () => set((s) => ({ form: { ...s.form, seed: randomSeed() } })),
   submit: async () => {
-    const { form, seedLocked, batchMode } = get();
-    const candidate = { ...form, initImageId: form.initImageId ?? undefined };
+    const { form, seedLocked, batchMode, budgetWarning } = get();
+    const candidate = { ...form, initImageId: form.initImageId ?? undefined, ...backendParams(form, !!budgetWarning) };
+    if (form.backend === 'cloud' && !budgetWarning) {
+      // Warn before a request would pass the monthly budget; the next click goes on.
+      const prompts = batchMode === 'single' ? 1 : planBatch(batchMode, form.prompt).prompts.length;
+      try {
+        const est = await client.call('cloud.estimate', { model: form.cloudModel, size: form.cloudSize, quality: form.cloudQuality, n: Math.max(1, Math.min(16, form.batch)) });
+        const cost = est.costUsd * Math.max(1, prompts);
+        if (est.budgetUsd > 0 && est.spentThisMonthUsd + cost > est.budgetUsd) {
+          set({
+            budgetWarning: `This would cost about ${formatUsd(cost)} and take this month's cloud spend to ${formatUsd(est.spentThisMonthUsd + cost)}, past your budget of ${formatUsd(est.budgetUsd)}.`,
+          });
+          return;
+        }
+      } catch {
+        /* the server checks the budget again */
+      }
+    }
     const invalid = (issues: { path: PropertyKey[]; message: string }[]) => {
       const fieldErrors: Record<string, string> = {};
       for (const issue of issues) fieldErrors[String(issue.path[0] ?? 'form')] ??= issue.message;
@@ -146,9 +215,10 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
       }
       try {
         const jobs = await client.call('jobs.submitMany', { items });
+        set({ budgetWarning: null });
         get().toast('info', `Queued ${jobs.length} ${jobs.length === 1 ? 'job' : 'jobs'}.`);
         if (!seedLocked) set((s) => ({ form: { ...s.form, seed: randomSeed() } }));
-        get().remember(items[0].modelId);
+        if (form.backend === 'local') get().remember(items[0].modelId);
       } catch (err) {
         get().toast('error', (err as ClientError).message);
       }
@@ -158,8 +228,9 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
     if (!parsed.success) return invalid(parsed.error.issues);
     try {
       await client.call('jobs.submit', parsed.data);
+      set({ budgetWarning: null });
       if (!seedLocked) set((s) => ({ form: { ...s.form, seed: randomSeed() } }));
-      get().remember(parsed.data.modelId);
+      if (form.backend === 'local') get().remember(parsed.data.modelId);
     } catch (err) {
       const e = err as ClientError;
       get().toast('error', e.message);
@@ -178,9 +249,34 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
       if (l.modelId && known.has(l.modelId) && !loras.some((x) => x.modelId === l.modelId)) loras.push({ modelId: l.modelId, weight: l.weight });
       else missing.push(l.name);
     }
+    if (g.backend === 'cloud') {
+      const m = cloudModel(g.modelName);
+      set((s) => ({
+        form: {
+          ...s.form,
+          backend: 'cloud',
+          mode: parent ? 'img2img' : 'txt2img',
+          initImageId: parent,
+          initImagePath: parentPath,
+          prompt: g.prompt,
+          cloudModel: m?.id ?? s.form.cloudModel,
+          cloudSize: g.cloud?.size || s.form.cloudSize,
+          cloudQuality: g.cloud?.quality ?? '',
+          cloudStyle: g.cloud?.style ?? '',
+          batch: img ? 1 : g.batch,
+        },
+        fieldErrors: {},
+        batchMode: 'single',
+        budgetWarning: null,
+        route: 'generate',
+      }));
+      if (!m) get().toast('info', `The cloud model "${g.modelName}" is not one Atelier offers any more: pick another.`);
+      return;
+    }
     set((s) => ({
       form: {
         ...s.form,
+        backend: 'local',
         mode: parent ? 'img2img' : 'txt2img',
         initImageId: parent,
         initImagePath: parentPath,

@@ -33,20 +33,30 @@ export function Stage() {
   const total = progress?.total ?? job.total;
   const fraction = total ? Math.min(1, step / total) : 0;
   const running = job.state === 'running' || job.state === 'queued';
+  const cloud = job.params.backend === 'cloud';
+  const [cw, ch] = cloud ? (job.params.cloud?.size ?? '1024x1024').split('x').map(Number) : [job.params.width, job.params.height];
 
   return (
     <section className={`stage${job.state === 'done' && job.cached ? ' is-cached' : ''}`} aria-label="Stage">
       {running && (
         <div className="stage-running">
-          <div className="preview-frame" style={{ aspectRatio: `${job.params.width} / ${job.params.height}` }}>
-            {preview ? <img className="preview" src={preview} alt="Live preview" /> : <div className="preview-placeholder">{job.state === 'queued' ? 'Waiting in the queue…' : 'Starting…'}</div>}
+          <div className="preview-frame" style={{ aspectRatio: `${cw || 1} / ${ch || 1}` }}>
+            {preview ? (
+              <img className="preview" src={preview} alt="Live preview" />
+            ) : (
+              <div className="preview-placeholder">{job.state === 'queued' ? 'Waiting in the queue…' : cloud ? (job.note ?? `Waiting for OpenAI (${job.params.modelId})…`) : 'Starting…'}</div>
+            )}
           </div>
           <div className="progress-row">
             <div className="progress" role="progressbar" aria-label="Generation progress" aria-valuemin={0} aria-valuemax={total} aria-valuenow={step}>
               <div className="progress-fill" style={{ width: `${fraction * 100}%` }} />
             </div>
             <span className="progress-text" data-testid="progress-text">
-              {job.state === 'queued' ? 'Queued' : `Step ${step} / ${total}${job.params.batch > 1 ? ` · image ${(progress?.image ?? 0) + 1} of ${job.params.batch}` : ''}`}
+              {job.state === 'queued'
+                ? 'Queued'
+                : cloud
+                  ? (job.note ?? `Sent to OpenAI · ${job.params.batch} image${job.params.batch > 1 ? 's' : ''}`)
+                  : `Step ${step} / ${total}${job.params.batch > 1 ? ` · image ${(progress?.image ?? 0) + 1} of ${job.params.batch}` : ''}`}
             </span>
             <button type="button" className="danger" onClick={() => useStore.getState().cancelJob(job.id)} title="Cancel (Esc)">
               Cancel
@@ -78,7 +88,8 @@ export function Stage() {
             <figure key={img.id}>
               <img src={client.fileUrl(img.path)} alt={`Result, seed ${img.seed}`} data-testid="result-image" />
               <figcaption>
-                seed {img.seed} · {img.width}×{img.height} · {job.cached ? 'cached' : `${((result.timings.total_ms ?? 0) / 1000).toFixed(1)} s`}
+                {result.backend === 'cloud' ? `${result.modelName} · ${img.width}×${img.height} · $${((result.costUsd ?? 0) / result.images.length).toFixed(3)}` : `seed ${img.seed} · ${img.width}×${img.height}`} ·{' '}
+                {job.cached ? 'cached' : `${((result.timings.total_ms ?? 0) / 1000).toFixed(1)} s`}
               </figcaption>
             </figure>
           ))}
@@ -108,7 +119,8 @@ function JobRow({ j, focused, index, queuedCount, dragging, onDragStart, onDropA
   const [over, setOver] = useState<'before' | 'after' | null>(null);
   const queued = j.state === 'queued';
   const badge = j.state === 'done' && j.cached ? 'cached' : j.state;
-  const sub = `seed ${j.params.seed} · ${j.params.width}×${j.params.height}${j.params.batch > 1 ? ` · ${j.params.batch} images` : ''}`;
+  const size = j.params.backend === 'cloud' ? `${j.params.modelId} · ${(j.params.cloud?.size ?? '').replace('x', '×')}` : `seed ${j.params.seed} · ${j.params.width}×${j.params.height}`;
+  const sub = `${size}${j.params.batch > 1 ? ` · ${j.params.batch} images` : ''}`;
   return (
     <li
       className={`job ${j.state}${j.cached ? ' cached' : ''}${focused ? ' focused' : ''}${dragging ? ' dragging' : ''}${over ? ` drop-${over}` : ''}`}

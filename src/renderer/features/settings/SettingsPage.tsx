@@ -1,6 +1,9 @@
 import { useEffect, useState } from 'react';
+import { formatUsd } from '../../../shared/cloud';
 import { SAMPLERS, type Sampler } from '../../../shared/contract';
+import { parseBlockedTerms } from '../../../shared/prompts';
 import { useStore } from '../../app/store';
+import { client } from '../../lib/client';
 
 function RuntimeSection() {
   const runtime = useStore((s) => s.runtime);
@@ -181,6 +184,127 @@ function DefaultsSection() {
   );
 }
 
+function CloudSettingsSection() {
+  const status = useStore((s) => s.cloudStatus);
+  const settings = useStore((s) => s.settings);
+  const [key, setKey] = useState('');
+  const [budget, setBudget] = useState(String(settings?.cloudBudgetUsd ?? 0));
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => setBudget(String(settings?.cloudBudgetUsd ?? 0)), [settings?.cloudBudgetUsd]);
+  if (!status || !settings) return null;
+  const saveKey = async () => {
+    setError(null);
+    try {
+      useStore.setState({ cloudStatus: await client.call('cloud.setKey', { key }) });
+      setKey('');
+      useStore.getState().toast('info', 'OpenAI key stored in the OS keychain.');
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  return (
+    <section className="settings-section" aria-label="Cloud">
+      <h2>Cloud (OpenAI Images)</h2>
+      <p className="muted">Optional: GPT Image and DALL·E beside the local runtime, in the same history. Prompts and canvas images are sent to OpenAI; nothing else leaves this machine.</p>
+      <p data-testid="cloud-key-status">
+        {status.hasKey
+          ? `API key ${status.keyHint} · from ${status.keySource === 'keychain' ? 'the OS keychain' : 'OPENAI_API_KEY'}`
+          : 'No API key.'}
+      </p>
+      {status.canStoreKey ? (
+        <form
+          className="seed-row"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void saveKey();
+          }}
+        >
+          <input type="password" name="openaiKey" aria-label="OpenAI API key" autoComplete="off" placeholder="sk-…" value={key} onChange={(e) => setKey(e.target.value)} />
+          <button type="submit" disabled={!key.trim()}>
+            Save key
+          </button>
+          {status.keySource === 'keychain' && (
+            <button type="button" onClick={async () => useStore.setState({ cloudStatus: await client.call('cloud.clearKey') })}>
+              Remove
+            </button>
+          )}
+        </form>
+      ) : (
+        <p className="muted small">In the web mode the key comes from the OPENAI_API_KEY environment variable of the process that serves Atelier; it is never sent to the page.</p>
+      )}
+      {error && (
+        <p className="field-error" role="alert">
+          {error}
+        </p>
+      )}
+      <div className="row">
+        <label className="field">
+          <span className="field-label">
+            Monthly budget (USD) <span className="hint">0 = none</span>
+          </span>
+          <input
+            type="number"
+            name="cloudBudget"
+            min={0}
+            step={1}
+            value={budget}
+            onChange={(e) => setBudget(e.target.value)}
+            onBlur={() => {
+              const v = Number(budget);
+              if (Number.isFinite(v) && v >= 0 && v !== settings.cloudBudgetUsd) void useStore.getState().updateSettings({ cloudBudgetUsd: v });
+            }}
+          />
+        </label>
+        <p className="field cloud-spend" data-testid="cloud-spend">
+          <span className="field-label">Spent this month</span>
+          <span>
+            {formatUsd(status.spentThisMonthUsd)}
+            {status.budgetUsd > 0 ? ` of ${formatUsd(status.budgetUsd)}` : ''}
+          </span>
+        </p>
+      </div>
+    </section>
+  );
+}
+
+function PromptSettingsSection() {
+  const settings = useStore((s) => s.settings);
+  const [suffix, setSuffix] = useState(settings?.styleSuffix ?? '');
+  const [blocked, setBlocked] = useState((settings?.blockedTerms ?? []).join('\n'));
+  useEffect(() => setSuffix(settings?.styleSuffix ?? ''), [settings?.styleSuffix]);
+  useEffect(() => setBlocked((settings?.blockedTerms ?? []).join('\n')), [settings?.blockedTerms]);
+  if (!settings) return null;
+  return (
+    <section className="settings-section" aria-label="Prompts">
+      <h2>Prompts</h2>
+      <label className="field">
+        <span className="field-label">
+          Style suffix <span className="hint">appended to every prompt, both backends; empty = off</span>
+        </span>
+        <input
+          name="styleSuffix"
+          placeholder="e.g. muted palette, matte painting"
+          value={suffix}
+          onChange={(e) => setSuffix(e.target.value)}
+          onBlur={() => suffix !== settings.styleSuffix && void useStore.getState().updateSettings({ styleSuffix: suffix.trim() })}
+        />
+      </label>
+      <label className="field">
+        <span className="field-label">
+          Blocked terms <span className="hint">one per line or comma-separated; prompts containing them are refused (shared machines)</span>
+        </span>
+        <textarea
+          name="blockedTerms"
+          rows={3}
+          value={blocked}
+          onChange={(e) => setBlocked(e.target.value)}
+          onBlur={() => void useStore.getState().updateSettings({ blockedTerms: parseBlockedTerms(blocked) })}
+        />
+      </label>
+    </section>
+  );
+}
+
 export function SettingsPage() {
   const info = useStore((s) => s.appInfo);
   return (
@@ -189,6 +313,8 @@ export function SettingsPage() {
       <RuntimeSection />
       <ModelsSection />
       <DefaultsSection />
+      <PromptSettingsSection />
+      <CloudSettingsSection />
       {info && (
         <p className="muted about">
           Atelier {info.version} · {info.shell === 'web' ? 'web mode' : 'desktop'} · library at <code>{info.dataDir}</code>
