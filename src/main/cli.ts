@@ -3,12 +3,15 @@
  *   npm run generate -- --prompt "…" [--negative …] [--model PATH] [--seed N] [--steps N]
  *        [--cfg X] [--sampler NAME] [--width W --height H] [--batch N] [--out DIR]
  *        [--lora PATH[:WEIGHT]]...   (repeatable; weight defaults to 1)
+ *   npm run generate -- --cloud gpt-image-1 --prompt "…" [--size 1024x1536] [--quality high]
+ *        [--style natural] [--batch N] [--over-budget]   (OpenAI Images; the key from OPENAI_API_KEY)
  * Prints one JSON line per image: {"generationId", "imageId", "seed", "path"}.
  */
 import Conf from 'conf';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { CLOUD_MODELS, cloudModel, formatUsd } from '../shared/cloud';
 import { GenerateParams, MAX_SEED } from '../shared/contract';
 import { AtelierError } from '../shared/errors';
 import { describeZodError } from './host/dispatcher';
@@ -21,7 +24,10 @@ declare const __APP_VERSION__: string;
 
 const USAGE = `usage: atelier generate --prompt TEXT [--negative TEXT] [--model PATH] [--seed N] [--steps N] [--cfg X]
                         [--sampler NAME] [--width W] [--height H] [--batch N] [--out DIR] [--quiet]
-                        [--lora PATH[:WEIGHT]] (repeatable: several LoRAs, each with its weight, default 1)`;
+                        [--lora PATH[:WEIGHT]] (repeatable: several LoRAs, each with its weight, default 1)
+       atelier generate --cloud MODEL --prompt TEXT [--size WxH|auto] [--quality Q] [--style S] [--batch N]
+                        [--over-budget] [--out DIR] [--quiet]   (OpenAI Images; key from OPENAI_API_KEY;
+                        models: ${CLOUD_MODELS.map((m) => m.id).join(', ')})`;
 
 
 async function generate(argv: string[]): Promise<number> {
@@ -40,6 +46,11 @@ async function generate(argv: string[]): Promise<number> {
       height: { type: 'string' },
       batch: { type: 'string' },
       out: { type: 'string' },
+      cloud: { type: 'string' },
+      size: { type: 'string' },
+      quality: { type: 'string', default: '' },
+      style: { type: 'string', default: '' },
+      'over-budget': { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -62,6 +73,7 @@ async function generate(argv: string[]): Promise<number> {
     log: values.quiet ? () => {} : (l) => console.error(l),
   });
   try {
+    if (values.cloud !== undefined) return await generateCloud(services, values, log);
     const settings = services.settings.get();
     const model = values.model
       ? services.models.register(values.model, 'cli')
@@ -121,6 +133,53 @@ async function generate(argv: string[]): Promise<number> {
   } finally {
     await services.dispose();
   }
+}
+
+type Services = ReturnType<typeof createServices>;
+
+/** `--cloud MODEL`: the same queue and history, with OpenAI Images as the backend. */
+async function generateCloud(
+  services: Services,
+  values: { cloud?: string; prompt?: string; size?: string; quality: string; style: string; batch?: string; out?: string; quiet: boolean; 'over-budget': boolean },
+  log: (line: string) => void,
+): Promise<number> {
+  const m = cloudModel(values.cloud ?? '');
+  if (!m) throw new AtelierError('BAD_REQUEST', `--cloud ${values.cloud}: not an OpenAI image model; one of ${CLOUD_MODELS.map((x) => x.id).join(', ')}.`);
+  const parsed = GenerateParams.safeParse({
+    backend: 'cloud',
+    modelId: m.id,
+    prompt: values.prompt ?? '',
+    seed: 0,
+    batch: values.batch === undefined ? 1 : Number(values.batch),
+    cloud: { size: values.size ?? m.sizes[0], quality: values.quality, style: values.style, overBudgetOk: values['over-budget'] },
+  });
+  if (!parsed.success) throw new AtelierError('BAD_REQUEST', `${describeZodError(parsed.error)}\n${USAGE}`);
+  const est = services.cloud.estimate(m.id, parsed.data.cloud!.size, parsed.data.cloud!.quality, parsed.data.batch);
+  log(`atelier: asking OpenAI (${m.label}) for ${parsed.data.batch} image(s), about ${formatUsd(est.costUsd)}…`);
+  services.hub.subscribe((name, payload) => {
+    const note = name === 'jobs.changed' ? (payload as { note: string | null }).note : null;
+    if (note) log(`  ${note}`);
+  });
+  const job = services.jobs.submit(parsed.data);
+  await services.jobs.whenIdle();
+  const done = services.jobs.list().find((j) => j.id === job.id)!;
+  if (done.state !== 'done') throw new AtelierError((done.error?.code as never) ?? 'INTERNAL', done.error?.message ?? `job ${done.state}`);
+  const gen = services.history.get(done.generationId!);
+  for (const img of gen.images) {
+    let file = path.join(services.history.dir, ...img.path.split('/'));
+    if (values.out) {
+      fs.mkdirSync(values.out, { recursive: true });
+      const dest = path.join(path.resolve(values.out), `${gen.id}-${img.index}.png`);
+      fs.copyFileSync(file, dest);
+      file = dest;
+    }
+    console.log(JSON.stringify({ generationId: gen.id, imageId: img.id, model: gen.modelName, costUsd: roundCost(gen.costUsd ?? 0, gen.images.length), revisedPrompt: gen.revisedPrompt, path: file }));
+  }
+  return 0;
+}
+
+function roundCost(total: number, n: number): number {
+  return Math.round((total / n) * 1e5) / 1e5;
 }
 
 async function main(): Promise<number> {

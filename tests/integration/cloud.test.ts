@@ -4,6 +4,7 @@
  * honour retry-after, the message for each failure, stored costs and the budget, canvas edits with
  * OpenAI's mask convention, and the key never written anywhere.
  */
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -257,6 +258,39 @@ describe('cloud generation', () => {
     expect(keyless.jobs.list().find((j) => j.id === job.id)!.error).toMatchObject({ code: 'CLOUD_AUTH', message: expect.stringMatching(/OPENAI_API_KEY/) });
     expect(fake.imageRequests).toHaveLength(0);
     await keyless.dispose();
+  });
+});
+
+describe('the CLI', () => {
+  const cli = (args: string[], env: Record<string, string>) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      // Not spawnSync: the test server answers from this process's event loop.
+      const p = spawn(process.execPath, ['dist/main/cli.cjs', 'generate', ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d) => (stdout += d));
+      p.stderr.on('data', (d) => (stderr += d));
+      p.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  it('generates with --cloud, the key from OPENAI_API_KEY, and says why it cannot', async () => {
+    if (!fs.existsSync(path.join(ROOT, 'dist/main/cli.cjs'))) execFileSync(process.execPath, ['scripts/build-main.mjs', '--quiet'], { cwd: ROOT });
+    const env = { ATELIER_DATA_DIR: tmpDir('atelier-cli-cloud-'), ATELIER_OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: KEY };
+    const ok = await cli(['--cloud', 'dall-e-3', '--prompt', 'a red kite over dunes', '--size', '1024x1792', '--style', 'vivid'], env);
+    expect(ok.code, ok.stderr).toBe(0);
+    const line = JSON.parse(ok.stdout.trim());
+    expect(line).toMatchObject({ model: 'dall-e-3', costUsd: 0.08, revisedPrompt: 'A detailed rendering of a red kite over dunes' });
+    const png = fs.readFileSync(line.path);
+    expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([1024, 1792]);
+    expect(fake.imageRequests[0].json).toMatchObject({ model: 'dall-e-3', size: '1024x1792', style: 'vivid' });
+    expect(ok.stderr).not.toContain(KEY);
+
+    const bad = await cli(['--cloud', 'dall-e-3', '--prompt', 'x', '--batch', '2'], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/BAD_REQUEST: batch: must be at most 1 for DALL·E 3/);
+    const nokey = await cli(['--cloud', 'gpt-image-1', '--prompt', 'x'], { ...env, OPENAI_API_KEY: '' });
+    expect(nokey.stderr).toMatch(/CLOUD_AUTH: No OpenAI API key: start Atelier with OPENAI_API_KEY/);
+    expect(fake.imageRequests).toHaveLength(1);
   });
 });
 
