@@ -3,7 +3,7 @@
  * for the allowlisted method names and `window.atelier.on` for events. No raw
  * ipcRenderer, no Node. Runs sandboxed; bundled by esbuild.
  */
-import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
+import { contextBridge, ipcRenderer, webUtils, type IpcRendererEvent } from 'electron';
 import { isEventName, isMethodName } from '../shared/contract';
 
 const api = {
@@ -18,6 +18,10 @@ const api = {
     };
     ipcRenderer.on('atelier:event', handler);
     return () => ipcRenderer.removeListener('atelier:event', handler);
+  },
+  /** The path of a file dropped on the page (model import); a path string, nothing more. */
+  pathForFile(file: File): string {
+    return webUtils.getPathForFile(file);
   },
 };
 

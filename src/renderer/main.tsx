@@ -26,6 +26,14 @@ function connect() {
   client.on('boards.changed', () => void s().loadBoards());
   client.on('settings.changed', (settings) => useStore.setState({ settings }));
   client.on('cloud.changed', (cloudStatus) => useStore.setState({ cloudStatus }));
+  client.on('downloads.changed', (d) => {
+    const before = s().downloads.find((x) => x.id === d.id);
+    s().applyDownload(d);
+    if (before && before.state !== d.state) {
+      if (d.state === 'done') s().toast('info', `${d.filename} downloaded, verified and added to the library.`);
+      else if (d.state === 'failed') s().toast('error', `${d.filename}: ${d.error?.message ?? 'the download failed'}`);
+    }
+  });
   client.on('models.changed', () => void s().loadModels().catch(() => {}));
   client.on('datasets.changed', ({ id }) => s().onDatasetChanged(id));
   client.on('training.changed', (job) => {
@@ -47,7 +55,9 @@ async function load() {
   const s = useStore.getState();
   try {
     await s.loadSettings();
-    await Promise.all([s.loadModels(), s.loadGallery(true), s.loadBoards(), s.loadJobs(), s.loadDatasets(), s.loadTraining(), s.loadCloud()]);
+    // The welcome guide, until it is done (it never blocks: "Later" closes it).
+    if (!useStore.getState().settings?.firstRunDone) s.openFirstRun();
+    await Promise.all([s.loadModels(), s.loadGallery(true), s.loadBoards(), s.loadJobs(), s.loadDatasets(), s.loadTraining(), s.loadCloud(), s.loadDownloads()]);
   } catch (err) {
     s.toast('error', `Could not load: ${(err as Error).message}`);
   }

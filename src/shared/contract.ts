@@ -414,6 +414,8 @@ export type TrainingPreset = z.infer<typeof TrainingPreset>;
 
 // ------------------------------------------------------------------ settings
 
+const PresetOverride = z.object({ steps: z.number().int().min(1).max(200).optional(), sampler: z.enum(SAMPLERS).optional() });
+
 export const Settings = z.object({
   theme: z.enum(['dark', 'light']).default('dark'),
   /** An existing Python interpreter to build the runtime from; empty: the one Atelier finds. */
@@ -438,6 +440,12 @@ export const Settings = z.object({
   styleSuffix: z.string().max(1000).default(''),
   /** Prompts containing any of these are refused (shared machines). */
   blockedTerms: z.array(z.string().max(200)).max(1000).default([]),
+  /** The welcome guide was finished (or dismissed for good). */
+  firstRunDone: z.boolean().default(false),
+  /** The user's edits to the generation presets (shared/presets.ts). */
+  presetOverrides: z
+    .object({ preview: PresetOverride.optional(), standard: PresetOverride.optional(), quality: PresetOverride.optional() })
+    .default({}),
 });
 export type Settings = z.infer<typeof Settings>;
 export const SettingsPatch = Settings.partial();
@@ -465,6 +473,25 @@ export const CloudEstimate = z.object({
 });
 export type CloudEstimate = z.infer<typeof CloudEstimate>;
 
+export const DownloadRecord = z.object({
+  id: z.string(),
+  url: z.string(),
+  fetchUrl: z.string(),
+  filename: z.string(),
+  state: z.enum(['queued', 'downloading', 'paused', 'verifying', 'done', 'failed', 'cancelled']),
+  received: z.number(),
+  total: z.number().nullable(),
+  bytesPerSec: z.number(),
+  etaSeconds: z.number().nullable(),
+  sha256: z.string().nullable(),
+  checksumSource: z.enum(['user', 'source']).nullable(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  path: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type DownloadRecord = z.infer<typeof DownloadRecord>;
+
 export const AppInfo = z.object({
   version: z.string(),
   shell: z.enum(['electron', 'web']),
@@ -484,6 +511,24 @@ export const methods = {
   'app.info': { input: none, output: AppInfo },
   'settings.get': { input: none, output: Settings },
   'settings.update': { input: SettingsPatch.strict(), output: Settings },
+  /** A model file or diffusers folder into the library: copied (atomically) or used where it is. */
+  'models.import': { input: z.object({ path: z.string().trim().min(1, 'is empty: give the path of a .safetensors file or a diffusers folder').max(4096), mode: z.enum(['copy', 'link']) }).strict(), output: ModelRecord },
+  'downloads.list': { input: none, output: z.array(DownloadRecord) },
+  /** Add a model from a URL (Hugging Face file URLs, direct links): resumable, verified, placed in the library when whole. */
+  'downloads.start': {
+    input: z
+      .object({
+        url: z.string().trim().url('is not a URL').max(4000),
+        sha256: z.string().trim().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters').optional(),
+        filename: z.string().trim().min(1).max(255).optional(),
+      })
+      .strict(),
+    output: DownloadRecord,
+  },
+  'downloads.pause': { input: byId, output: DownloadRecord },
+  'downloads.resume': { input: byId, output: DownloadRecord },
+  'downloads.cancel': { input: byId, output: DownloadRecord },
+  'downloads.remove': { input: byId, output: z.object({ removed: z.boolean() }) },
   'cloud.status': { input: none, output: CloudStatus },
   'cloud.setKey': { input: z.object({ key: z.string().trim().min(20, 'is too short to be an OpenAI key').max(500).regex(/^\S+$/, 'must not contain spaces') }).strict(), output: CloudStatus },
   'cloud.clearKey': { input: none, output: CloudStatus },
@@ -585,6 +630,7 @@ export const events = {
   'boards.changed': z.object({}),
   'settings.changed': Settings,
   'cloud.changed': CloudStatus,
+  'downloads.changed': DownloadRecord,
   'datasets.changed': z.object({ id: z.string() }),
   'training.changed': TrainingJob,
   'training.progress': TrainingProgress,

@@ -29,7 +29,7 @@ export default async function globalSetup() {
   });
   // Only the diffusers folder goes in the library; the single file is covered by the worker's tests.
   for (const e of fs.readdirSync(models)) if (e.endsWith('.safetensors')) fs.rmSync(path.join(models, e));
-  fs.writeFileSync(path.join(data, 'settings.json'), JSON.stringify({ modelDirs: [models], previewEvery: 1, defaults: { width: 64, height: 64, steps: 6 } }));
+  fs.writeFileSync(path.join(data, 'settings.json'), JSON.stringify({ modelDirs: [models], previewEvery: 1, defaults: { width: 64, height: 64, steps: 6 }, firstRunDone: true }));
   const token = 'e2e-token-' + Math.random().toString(36).slice(2);
   // Cloud mode talks to an OpenAI-compatible server of the tests'; the key comes from the environment as in any web mode.
   const openai = new FakeOpenAI();

@@ -75,4 +75,31 @@ describe('ModelsService', () => {
     expect(() => svc.register(path.join(root, 'readme.safetensors'))).toThrow(/a text file/);
     expect(() => svc.register(path.join(root, 'nope.safetensors'))).toThrow(/No model at/);
   });
+
+  it('imports by link (in place, kept across rescans) or by copy (atomically into the library), refusing non-models first', async () => {
+    const src = tmpDir();
+    const lib = tmpDir();
+    const store = new HistoryStore({ dir: tmpDir() });
+    stores.push(store);
+    const svc = new ModelsService(store, () => [{ dir: lib, source: 'library' }]);
+    const file = path.join(src, 'brand.safetensors');
+    writeSafetensors(file, ['lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight', 'lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight']);
+    const linked = await svc.importModel(file, 'link', path.join(lib, 'imported'));
+    expect(linked).toMatchObject({ name: 'brand', kind: 'lora', source: 'linked', path: file });
+    expect(fs.existsSync(path.join(lib, 'imported'))).toBe(false);
+    svc.rescan();
+    expect(svc.list().map((m) => m.source)).toEqual(['linked']);
+    const copied = await svc.importModel(file, 'copy', path.join(lib, 'imported'));
+    expect(copied).toMatchObject({ kind: 'lora', source: 'library', path: path.join(lib, 'imported', 'brand.safetensors') });
+    expect(fs.readFileSync(copied.path).equals(fs.readFileSync(file))).toBe(true);
+    const again = await svc.importModel(file, 'copy', path.join(lib, 'imported'));
+    expect(path.basename(again.path)).toBe('brand (2).safetensors');
+    expect(fs.readdirSync(path.join(lib, 'imported')).filter((f) => f.startsWith('.tmp-'))).toEqual([]);
+    svc.rescan();
+    expect(svc.list().map((m) => m.source).sort()).toEqual(['library', 'library', 'linked']);
+    const pickle = path.join(src, 'old.ckpt');
+    fs.writeFileSync(pickle, Buffer.concat([Buffer.from([0x80, 0x02]), Buffer.alloc(64)]));
+    await expect(svc.importModel(pickle, 'copy', path.join(lib, 'imported'))).rejects.toThrow(/Python pickle/);
+    expect(fs.readdirSync(path.join(lib, 'imported')).sort()).toEqual(['brand (2).safetensors', 'brand.safetensors']);
+  });
 });

@@ -7,12 +7,14 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AppInfo } from '../../shared/contract';
+import { AtelierError } from '../../shared/errors';
 import { createDispatcher, EventHub, type Dispatch, type Handlers } from '../host/dispatcher';
 import { CloudService } from './cloud/cloud';
 import { envKeyStore, type KeyStore } from './cloud/keystore';
 import { exportBoard, exportGeneration, readImageMetadata } from './history/exports';
 import { HistoryStore } from './history/store';
 import { JobsService } from './jobs/jobs';
+import { DownloadsService } from './models/downloads';
 import { ModelsService } from './models/models';
 import { defaultCacheRoot } from './runtime/provision';
 import { WorkerLock } from './runtime/lock';
@@ -52,6 +54,7 @@ export interface Services {
   runtime: RuntimeService;
   jobs: JobsService;
   cloud: CloudService;
+  downloads: DownloadsService;
   datasets: DatasetsService;
   training: TrainingService;
   dispose(): Promise<void>;
@@ -93,6 +96,17 @@ export function createServices(opts: ServicesOptions): Services {
     baseURL: opts.openaiBaseURL ?? (process.env.ATELIER_OPENAI_BASE_URL || undefined),
     log,
     ...opts.cloud,
+  });
+  const downloads = new DownloadsService({
+    workDir: path.join(opts.dataDir, 'downloads'),
+    // inside the library's own models folder, so a rescan keeps finding them
+    destDir: path.join(opts.dataDir, 'models', 'downloads'),
+    onChanged: (d) => hub.emit('downloads.changed', d),
+    onPlaced: (file) => {
+      models.register(file, 'library');
+      hub.emit('models.changed', {});
+    },
+    log,
   });
   const cloudChanged = <T>(v: T): T => {
     hub.emit('cloud.changed', cloud.status());
@@ -138,11 +152,26 @@ export function createServices(opts: ServicesOptions): Services {
     'settings.get': () => settings.get(),
     'settings.update': (patch) => {
       const before = settings.get();
+      for (const dir of patch.modelDirs ?? []) {
+        if (before.modelDirs.includes(dir)) continue;
+        if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new AtelierError('BAD_REQUEST', `No folder at ${dir}: check the path (it must be a folder, e.g. an A1111 or ComfyUI models folder).`);
+      }
       const next = settings.update(patch);
       if (next.modelDirs.join('\n') !== before.modelDirs.join('\n')) models.rescan();
       if (next.cloudBudgetUsd !== before.cloudBudgetUsd) hub.emit('cloud.changed', cloud.status());
       return next;
     },
+    'models.import': async ({ path: p, mode }) => {
+      const m = await models.importModel(p, mode, path.join(opts.dataDir, 'models', 'imported'));
+      hub.emit('models.changed', {});
+      return m;
+    },
+    'downloads.list': () => downloads.list(),
+    'downloads.start': ({ url, sha256, filename }) => downloads.start(url, { sha256, filename }),
+    'downloads.pause': ({ id }) => downloads.pause(id),
+    'downloads.resume': ({ id }) => downloads.resume(id),
+    'downloads.cancel': ({ id }) => downloads.cancel(id),
+    'downloads.remove': ({ id }) => ({ removed: downloads.remove(id) }),
     'cloud.status': () => cloud.status(),
     'cloud.setKey': ({ key }) => cloudChanged(cloud.setKey(key)),
     'cloud.clearKey': () => cloudChanged(cloud.clearKey()),
@@ -224,9 +253,11 @@ export function createServices(opts: ServicesOptions): Services {
     runtime,
     jobs,
     cloud,
+    downloads,
     datasets,
     training,
     async dispose() {
+      await downloads.dispose(); // transfers stop where they are, resumable
       await runtime.dispose();
       history.close();
     },

@@ -4,6 +4,7 @@ import { GalleryPage } from '../features/gallery/GalleryPage';
 import { GeneratePanel } from '../features/generate/GeneratePanel';
 import { QueueList, Stage } from '../features/jobs/Stage';
 import { SettingsPage } from '../features/settings/SettingsPage';
+import { FirstRun } from '../features/firstrun/FirstRun';
 import { TrainingPage } from '../features/training/TrainingPage';
 import { useWindowImageDrop } from './recall';
 import { useStore, type AppState } from './store';
@@ -146,6 +147,7 @@ export function App() {
         {route === 'settings' && <SettingsPage />}
       </main>
       <StatusBar />
+      <FirstRun />
       <Toasts />
       <RecallPanel />
       {dropping && (

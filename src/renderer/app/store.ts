@@ -8,11 +8,12 @@ import { createCanvasSlice, type CanvasSlice } from '../features/canvas/slice';
 import { createGallerySlice, type GallerySlice } from '../features/gallery/slice';
 import { createGenerateSlice, type GenerateSlice } from '../features/generate/slice';
 import { createJobsSlice, type JobsSlice } from '../features/jobs/slice';
+import { createModelsSlice, type ModelsSlice } from '../features/models/slice';
 import { createSettingsSlice, type SettingsSlice } from '../features/settings/slice';
 import { createTrainingSlice, type TrainingSlice } from '../features/training/slice';
 import { createUiSlice, type UiSlice } from './uiSlice';
 
-export type AppState = UiSlice & GenerateSlice & JobsSlice & GallerySlice & SettingsSlice & CanvasSlice & TrainingSlice;
+export type AppState = UiSlice & GenerateSlice & JobsSlice & GallerySlice & SettingsSlice & CanvasSlice & TrainingSlice & ModelsSlice;
 export type SliceCreator<T> = (set: (partial: Partial<AppState> | ((s: AppState) => Partial<AppState>)) => void, get: () => AppState) => T;
 
 export const useStore = create<AppState>()((set, get) => ({
@@ -23,4 +24,5 @@ export const useStore = create<AppState>()((set, get) => ({
   ...createSettingsSlice(set, get),
   ...createCanvasSlice(set, get),
   ...createTrainingSlice(set, get),
+  ...createModelsSlice(set, get),
 }));

@@ -32,6 +32,8 @@ export interface Transport {
   on(listener: (name: string, payload: unknown) => void): () => void;
   onConnection?(listener: (connected: boolean) => void): () => void;
   fileUrl(rel: string): string;
+  /** Desktop only: the path of a dropped file (the browser never sees paths). */
+  pathForFile?(file: File): string | null;
 }
 
 declare global {
@@ -40,6 +42,7 @@ declare global {
       shell: 'electron';
       call(method: string, input: unknown): Promise<Reply>;
       on(listener: (name: string, payload: unknown) => void): () => void;
+      pathForFile?(file: File): string;
     };
   }
 }
@@ -49,6 +52,7 @@ function electronTransport(api: NonNullable<Window['atelier']>): Transport {
     call: (m, i) => api.call(m, i),
     on: (l) => api.on(l),
     fileUrl: (rel) => `atelier://files/${rel.split('/').map(encodeURIComponent).join('/')}`,
+    pathForFile: api.pathForFile ? (f) => api.pathForFile!(f) || null : undefined,
   };
 }
 
@@ -120,7 +124,12 @@ function webSocketTransport(): Transport {
 }
 
 export class Client {
-  constructor(private transport: Transport) {}
+  /** Desktop only (undefined in the browser): the file system path of a dropped File. */
+  readonly pathForFile?: (file: File) => string | null;
+
+  constructor(private transport: Transport) {
+    this.pathForFile = transport.pathForFile;
+  }
 
   async call<M extends MethodName>(method: M, input?: MethodInput<M>): Promise<MethodOutput<M>> {
     const reply = await this.transport.call(method, input ?? {});

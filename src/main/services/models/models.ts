@@ -171,6 +171,13 @@ export class ModelsService {
   /** Add one file or diffusers folder by path (the CLI's --model); refuses what is not a model, saying what it is. */
   register(p: string, source = 'added'): ModelRecord {
     const abs = path.resolve(p);
+    const { c, stat } = this.classifyPath(abs);
+    const name = path.basename(abs).replace(/\.safetensors$/i, '');
+    return this.store.upsertModel({ name, path: abs, ...c, sizeBytes: stat.isDirectory() ? dirSize(abs) : stat.size, source, hash: null });
+  }
+
+  /** What a path holds, or an error that says what it is instead. */
+  private classifyPath(abs: string): { c: Classified; stat: fs.Stats } {
     if (!fs.existsSync(abs)) throw new AtelierError('MODEL_NOT_FOUND', `No model at ${abs}.`);
     const stat = fs.statSync(abs);
     let c: Classified | null;
@@ -189,8 +196,33 @@ export class ModelsService {
       }
       if (!c) throw new AtelierError('NOT_A_MODEL', `${path.basename(abs)} is a safetensors file, but not a Stable Diffusion checkpoint, LoRA, ControlNet or VAE Atelier knows.`);
     }
-    const name = path.basename(abs).replace(/\.safetensors$/i, '');
-    return this.store.upsertModel({ name, path: abs, ...c, sizeBytes: stat.isDirectory() ? dirSize(abs) : stat.size, source, hash: null });
+    return { c, stat };
+  }
+
+  /**
+   * Import a file or diffusers folder: `link` uses it where it is (nothing copied, it stays in the
+   * library across rescans); `copy` copies it into `intoDir` under a temporary name and renames it
+   * when whole, so a full disk or a crash never leaves half a model in the library. Either way it
+   * is checked first, and refused with the reason when it is not a model.
+   */
+  async importModel(p: string, mode: 'copy' | 'link', intoDir: string): Promise<ModelRecord> {
+    const abs = path.resolve(p);
+    if (!fs.existsSync(abs)) throw new AtelierError('MODEL_NOT_FOUND', `Nothing at ${abs}.`);
+    this.classifyPath(abs); // refused before a byte is copied
+    if (mode === 'link') return this.register(abs, 'linked');
+    fs.mkdirSync(intoDir, { recursive: true });
+    const base = path.basename(abs);
+    let dest = path.join(intoDir, base);
+    for (let i = 2; fs.existsSync(dest); i++) dest = path.join(intoDir, base.replace(/(\.safetensors)?$/i, ` (${i})$1`));
+    const tmp = path.join(intoDir, `.tmp-${process.pid}-${Date.now()}-${base}`);
+    try {
+      await fs.promises.cp(abs, tmp, { recursive: true, errorOnExist: true, force: false });
+      fs.renameSync(tmp, dest);
+    } catch (err) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw err;
+    }
+    return this.register(dest, 'library');
   }
 
   /** Walk every root (two levels deep, as A1111/ComfyUI folders are laid out) and sync the table. */

@@ -8,6 +8,7 @@ import { BATCH_MODES, planBatch, planSummary, type BatchMode } from './batch';
 import { SizePresetSelect } from './SizePresetSelect';
 import { LORA_WEIGHT_MAX, LORA_WEIGHT_MIN } from './slice';
 import { PromptTools } from './PromptTools';
+import { generationPresets, PRESET_LABEL, type PresetName } from '../../../shared/presets';
 import { readDroppedImage } from '../../app/recall';
 
 function Field({ label, error, children, hint }: { label: string; error?: string; hint?: string; children: React.ReactNode }) {
@@ -248,6 +249,44 @@ function CloudSection() {
   );
 }
 
+/** Preview / standard / quality for the chosen model on this device (Settings edits them). */
+function PresetPicker() {
+  const settings = useStore((s) => s.settings);
+  const runtime = useStore((s) => s.runtime);
+  const models = useStore((s) => s.models);
+  const form = useStore((s) => s.form);
+  const m = models.find((x) => x.id === form.modelId);
+  const presets = useMemo(
+    () => generationPresets(runtime?.devices.find((d) => d.kind === 'cuda') ?? null, m?.family ?? 'sd15', m?.nativeSize ?? null, settings?.presetOverrides ?? {}),
+    [runtime?.devices, m?.family, m?.nativeSize, settings?.presetOverrides],
+  );
+  const current = presets.find((p) => p.steps === form.steps && p.sampler === form.sampler && p.width === form.width && p.height === form.height);
+  return (
+    <div className="preset-picker" role="group" aria-label="Preset">
+      <span className="field-label">Preset</span>
+      {presets.map((p) => (
+        <button
+          key={p.name}
+          type="button"
+          aria-pressed={current?.name === p.name}
+          className={current?.name === p.name ? 'active' : ''}
+          title={`${p.steps} steps · ${p.sampler} · ${p.width}×${p.height} · ${p.note} (memory mode ${p.memoryMode})`}
+          onClick={() => {
+            const set = useStore.getState().setField;
+            set('steps', p.steps);
+            set('sampler', p.sampler);
+            set('width', p.width);
+            set('height', p.height);
+          }}
+        >
+          {PRESET_LABEL[p.name as PresetName]}
+        </button>
+      ))}
+      {!current && <span className="hint">custom</span>}
+    </div>
+  );
+}
+
 function BackendSwitch() {
   const backend = useStore((s) => s.form.backend);
   return (
@@ -391,6 +430,7 @@ export function GeneratePanel({ variant = 'form' }: { variant?: 'form' | 'canvas
 
       <LorasSection />
 
+      <PresetPicker />
       <div className="row">
         <Field label="Sampler">
           <select name="sampler" value={form.sampler} onChange={(e) => setField('sampler', e.target.value as Sampler)}>

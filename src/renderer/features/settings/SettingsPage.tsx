@@ -4,6 +4,8 @@ import { SAMPLERS, type Sampler } from '../../../shared/contract';
 import { parseBlockedTerms } from '../../../shared/prompts';
 import { useStore } from '../../app/store';
 import { client } from '../../lib/client';
+import { formatBytes, formatEta } from '../models/format';
+import { generationPresets, PRESET_LABEL, PRESET_NAMES, type PresetName } from '../../../shared/presets';
 
 function RuntimeSection() {
   const runtime = useStore((s) => s.runtime);
@@ -121,6 +123,8 @@ function ModelsSection() {
           Rescan
         </button>
       </form>
+      <ImportModel />
+      <Downloads />
       <table className="models-table">
         <thead>
           <tr>
@@ -129,6 +133,8 @@ function ModelsSection() {
             <th>Family</th>
             <th>Format</th>
             <th>Size</th>
+            <th>Hash</th>
+            <th>Source</th>
           </tr>
         </thead>
         <tbody>
@@ -138,18 +144,217 @@ function ModelsSection() {
               <td>{m.kind}</td>
               <td>{m.family}</td>
               <td>{m.format}</td>
-              <td>{(m.sizeBytes / 1024 / 1024).toFixed(1)} MB</td>
+              <td>{formatBytes(m.sizeBytes)}</td>
+              <td>{m.hash ? <code className="hash">{m.hash}</code> : <span className="muted">on first use</span>}</td>
+              <td>{sourceLabel(m.source)}</td>
             </tr>
           ))}
           {models.length === 0 && (
             <tr>
-              <td colSpan={5} className="muted">
+              <td colSpan={7} className="muted">
                 No models found.
               </td>
             </tr>
           )}
         </tbody>
       </table>
+    </section>
+  );
+}
+
+function sourceLabel(source: string): string {
+  if (source === 'embedded') return 'built in';
+  if (source === 'library') return 'library';
+  if (source === 'linked') return 'linked in place';
+  if (source.startsWith('folder:')) return `folder ${source.slice(7)}`;
+  return source;
+}
+
+/** A file or folder by path (the browser cannot see paths) or, in the desktop app, dropped here. */
+function ImportModel() {
+  const [p, setP] = useState('');
+  const [busy, setBusy] = useState<string | null>(null);
+  const [over, setOver] = useState(false);
+  const run = async (path: string, mode: 'copy' | 'link') => {
+    setBusy(mode === 'copy' ? `Copying ${path}…` : null);
+    try {
+      const m = await client.call('models.import', { path, mode });
+      useStore.getState().toast('info', `${m.name} (${m.kind}, ${m.family}) ${mode === 'copy' ? 'copied into' : 'linked in'} the library.`);
+      setP('');
+      await useStore.getState().loadModels();
+    } catch (err) {
+      useStore.getState().toast('error', (err as Error).message);
+    } finally {
+      setBusy(null);
+    }
+  };
+  return (
+    <div
+      className={`import-model${over ? ' over' : ''}`}
+      onDragOver={(e) => {
+        if (!client.pathForFile) return;
+        e.preventDefault();
+        setOver(true);
+      }}
+      onDragLeave={() => setOver(false)}
+      onDrop={(e) => {
+        setOver(false);
+        if (!client.pathForFile) return;
+        e.preventDefault();
+        for (const f of Array.from(e.dataTransfer.files)) {
+          const path = client.pathForFile(f);
+          if (path) void run(path, 'link');
+        }
+      }}
+    >
+      <form
+        className="seed-row"
+        onSubmit={(e) => {
+          e.preventDefault();
+        }}
+      >
+        <input name="importPath" aria-label="Model file or folder to import" placeholder="/path/to/model.safetensors or a diffusers folder" value={p} onChange={(e) => setP(e.target.value)} />
+        <button type="button" disabled={!p.trim() || !!busy} onClick={() => void run(p.trim(), 'link')} title="Use it where it is: nothing is copied">
+          Link
+        </button>
+        <button type="button" disabled={!p.trim() || !!busy} onClick={() => void run(p.trim(), 'copy')} title="Copy it into the library folder">
+          Copy
+        </button>
+      </form>
+      <p className="muted small">{busy ?? (client.pathForFile ? 'Or drop .safetensors files or model folders here (linked in place).' : 'Files are checked from their contents: pickles (.ckpt) and unknown files are refused with the reason.')}</p>
+    </div>
+  );
+}
+
+function Downloads() {
+  const downloads = useStore((s) => s.downloads);
+  const [url, setUrl] = useState('');
+  const [sha, setSha] = useState('');
+  const act = useStore.getState().downloadAction;
+  return (
+    <div className="downloads">
+      <form
+        className="seed-row"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          try {
+            await client.call('downloads.start', { url: url.trim(), ...(sha.trim() ? { sha256: sha.trim() } : {}) });
+            setUrl('');
+            setSha('');
+          } catch (err) {
+            useStore.getState().toast('error', (err as Error).message);
+          }
+        }}
+      >
+        <input name="downloadUrl" aria-label="Model URL" placeholder="https://huggingface.co/…/model.safetensors" value={url} onChange={(e) => setUrl(e.target.value)} />
+        <input name="downloadSha" aria-label="SHA-256 (optional)" className="sha" placeholder="sha256 (optional)" value={sha} onChange={(e) => setSha(e.target.value)} />
+        <button type="submit" disabled={!url.trim()}>
+          Download
+        </button>
+      </form>
+      {downloads.length > 0 && (
+        <ul className="download-list" aria-label="Downloads">
+          {downloads.map((d) => {
+            const fraction = d.total ? d.received / d.total : 0;
+            return (
+              <li key={d.id} className={`download ${d.state}`} data-testid="download-row">
+                <div className="download-head">
+                  <strong title={d.url}>{d.filename}</strong>
+                  <span className="muted small">
+                    {d.state}
+                    {d.total ? ` · ${formatBytes(d.received)} of ${formatBytes(d.total)}` : d.received ? ` · ${formatBytes(d.received)}` : ''}
+                    {d.state === 'downloading' && d.bytesPerSec > 0 ? ` · ${formatBytes(d.bytesPerSec)}/s` : ''}
+                    {d.state === 'downloading' && d.etaSeconds != null ? ` · ${formatEta(d.etaSeconds)} left` : ''}
+                    {d.checksumSource ? ` · sha256 from ${d.checksumSource === 'user' ? 'you' : 'the source'}` : ''}
+                  </span>
+                  <span className="button-row">
+                    {d.state === 'downloading' && (
+                      <button type="button" onClick={() => void act(d.id, 'pause')}>
+                        Pause
+                      </button>
+                    )}
+                    {(d.state === 'paused' || d.state === 'failed') && (
+                      <button type="button" onClick={() => void act(d.id, 'resume')}>
+                        Resume
+                      </button>
+                    )}
+                    {(d.state === 'downloading' || d.state === 'paused' || d.state === 'queued' || d.state === 'failed') && (
+                      <button type="button" className="danger" onClick={() => void act(d.id, 'cancel')}>
+                        Cancel
+                      </button>
+                    )}
+                    {(d.state === 'done' || d.state === 'cancelled') && (
+                      <button type="button" className="icon small" aria-label={`Remove ${d.filename} from the list`} onClick={() => void act(d.id, 'remove')}>
+                        ✕
+                      </button>
+                    )}
+                  </span>
+                </div>
+                {d.state !== 'done' && d.state !== 'cancelled' && (
+                  <div className="progress" role="progressbar" aria-label={`Download of ${d.filename}`} aria-valuemin={0} aria-valuemax={1} aria-valuenow={fraction}>
+                    <div className="progress-fill" style={{ width: `${fraction * 100}%` }} />
+                  </div>
+                )}
+                {d.error && <p className="field-error">{d.error.message}</p>}
+              </li>
+            );
+          })}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+/** Preview / standard / quality for the chosen model on this device; steps and sampler editable. */
+function PresetsSection() {
+  const settings = useStore((s) => s.settings);
+  const runtime = useStore((s) => s.runtime);
+  const models = useStore((s) => s.models);
+  const modelId = useStore((s) => s.form.modelId);
+  if (!settings) return null;
+  const m = models.find((x) => x.id === modelId);
+  const presets = generationPresets(runtime?.devices.find((d) => d.kind === 'cuda') ?? null, m?.family ?? 'sd15', m?.nativeSize ?? null, settings.presetOverrides);
+  const edit = (name: PresetName, patch: { steps?: number; sampler?: Sampler }) =>
+    void useStore.getState().updateSettings({ presetOverrides: { ...settings.presetOverrides, [name]: { ...settings.presetOverrides[name], ...patch } } });
+  return (
+    <section className="settings-section" aria-label="Presets">
+      <h2>Generation presets</h2>
+      <p className="muted">
+        For {m ? m.name : 'the chosen model'} on {runtime?.devices.find((d) => d.kind === 'cuda')?.name ?? 'this CPU'}: sizes stay at the model’s native {presets[0].width} px; memory mode {presets[0].memoryMode}. Edit the steps and sampler of each.
+      </p>
+      <table className="models-table presets-table">
+        <thead>
+          <tr>
+            <th>Preset</th>
+            <th>Steps</th>
+            <th>Sampler</th>
+            <th>Use</th>
+          </tr>
+        </thead>
+        <tbody>
+          {presets.map((p) => (
+            <tr key={p.name}>
+              <td>{PRESET_LABEL[p.name]}</td>
+              <td>
+                <input type="number" aria-label={`${PRESET_LABEL[p.name]} steps`} min={1} max={200} value={p.steps} onChange={(e) => Number(e.target.value) >= 1 && edit(p.name, { steps: Number(e.target.value) })} />
+              </td>
+              <td>
+                <select aria-label={`${PRESET_LABEL[p.name]} sampler`} value={p.sampler} onChange={(e) => edit(p.name, { sampler: e.target.value as Sampler })}>
+                  {SAMPLERS.map((x) => (
+                    <option key={x}>{x}</option>
+                  ))}
+                </select>
+              </td>
+              <td className="muted small">{p.note}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {PRESET_NAMES.some((n) => settings.presetOverrides[n]) && (
+        <button type="button" onClick={() => void useStore.getState().updateSettings({ presetOverrides: {} })}>
+          Reset presets
+        </button>
+      )}
     </section>
   );
 }
@@ -313,8 +518,14 @@ export function SettingsPage() {
       <RuntimeSection />
       <ModelsSection />
       <DefaultsSection />
+      <PresetsSection />
       <PromptSettingsSection />
       <CloudSettingsSection />
+      <p>
+        <button type="button" className="link" onClick={() => useStore.getState().openFirstRun()}>
+          Open the welcome guide
+        </button>
+      </p>
       {info && (
         <p className="muted about">
           Atelier {info.version} · {info.shell === 'web' ? 'web mode' : 'desktop'} · library at <code>{info.dataDir}</code>
