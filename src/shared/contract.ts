@@ -448,7 +448,21 @@ export const Settings = z.object({
     .default({}),
 });
 export type Settings = z.infer<typeof Settings>;
-export const SettingsPatch = Settings.partial();
+/**
+ * Only the keys given. Not `Settings.partial()`: in zod 4 a partial object still fills in the
+ * defaults of missing keys, so every patch would have reset every other setting to its default.
+ */
+export const SettingsPatch = z.object(
+  Object.fromEntries(Object.entries(Settings.shape).map(([k, v]) => [k, withoutDefault(v).optional()])) as {
+    [K in keyof typeof Settings.shape]: z.ZodOptional<z.ZodType<z.output<(typeof Settings.shape)[K]>>>;
+  },
+);
+
+function withoutDefault(t: z.ZodType): z.ZodType {
+  let s = t as z.ZodType & { def: { type: string; innerType?: z.ZodType } };
+  while ((s.def.type === 'default' || s.def.type === 'prefault') && s.def.innerType) s = s.def.innerType as typeof s;
+  return s;
+}
 export type SettingsPatch = z.infer<typeof SettingsPatch>;
 
 export const CloudStatus = z.object({

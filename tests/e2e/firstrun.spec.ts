@@ -11,6 +11,8 @@ test('the welcome guide: runtime, what this machine allows, a model, then a firs
   // This library finished the guide at setup; it opens again from Settings.
   await expect(page.getByRole('dialog', { name: 'Welcome to Atelier' })).toHaveCount(0);
   await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Settings' }).click();
+  await page.getByRole('region', { name: 'Models' }).screenshot({ path: path.join(SHOTS, 'settings-models.png') });
+  await page.getByRole('region', { name: 'Presets' }).screenshot({ path: path.join(SHOTS, 'settings-presets.png') });
   await page.getByRole('button', { name: 'Open the welcome guide' }).click();
   const guide = page.getByRole('dialog', { name: 'Welcome to Atelier' });
   await expect(guide).toBeVisible();

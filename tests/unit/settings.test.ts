@@ -2,10 +2,19 @@ import Conf from 'conf';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { methods } from '../../src/shared/contract';
 import { memoryBackend, SettingsService, storeBackend } from '../../src/main/services/settings/settings';
 import { tmpDir } from '../helpers';
 
 describe('SettingsService', () => {
+  it('a patch changes only its own keys, also after the contract has parsed it', () => {
+    const s = new SettingsService(memoryBackend({ modelDirs: ['/models'], firstRunDone: true, cloudBudgetUsd: 20, defaults: { steps: 30 } }));
+    const patch = methods['settings.update'].input.parse({ lastModelId: 'm1' });
+    expect(patch).toEqual({ lastModelId: 'm1' }); // no defaults filled in for the other keys
+    const next = s.update(patch);
+    expect(next).toMatchObject({ lastModelId: 'm1', modelDirs: ['/models'], firstRunDone: true, cloudBudgetUsd: 20, defaults: { steps: 30 } });
+  });
+
   it('starts from defaults', () => {
     const s = new SettingsService(memoryBackend());
     expect(s.get()).toMatchObject({ theme: 'dark', memoryMode: 'auto', previewEvery: 2, modelDirs: [], defaults: { steps: 20, sampler: 'Euler a' } });
