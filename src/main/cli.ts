@@ -13,6 +13,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CLOUD_MODELS, cloudModel, formatUsd } from '../shared/cloud';
 import { GenerateParams, MAX_SEED } from '../shared/contract';
+import { modelDefaults } from '../shared/presets';
 import { AtelierError } from '../shared/errors';
 import { describeZodError } from './host/dispatcher';
 import { parseLoraArg } from './lib/loraArg';
@@ -96,7 +97,7 @@ async function generate(argv: string[]): Promise<number> {
       modelId: model.id,
       sampler: values.sampler ?? settings.defaults.sampler,
       steps: num(values.steps) ?? settings.defaults.steps,
-      cfg: num(values.cfg) ?? settings.defaults.cfg,
+      cfg: num(values.cfg) ?? modelDefaults(model).cfg ?? settings.defaults.cfg,
       seed: num(values.seed) ?? Math.floor(Math.random() * MAX_SEED),
       width: num(values.width) ?? model.nativeSize ?? settings.defaults.width,
       height: num(values.height) ?? model.nativeSize ?? settings.defaults.height,

@@ -155,7 +155,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--cfg", type=float, default=6.0)
+    ap.add_argument("--cfg", type=float, default=3.0, help="3: picked on a validation run (--seed 1) for v3; see README")
     ap.add_argument("--n-control", type=int, default=40)
     ap.add_argument("--pipeline", default=str(PIPELINE_DIR))
     ap.add_argument("--controlnet", default=str(CONTROLNET_DIR))

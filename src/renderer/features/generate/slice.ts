@@ -4,6 +4,7 @@ import type { SliceCreator } from '../../app/store';
 import { client, ClientError } from '../../lib/client';
 import { canvasRecord, formFromMetadata, SOURCE_LABEL } from '../gallery/recall';
 import { planBatch, type BatchMode } from './batch';
+import { modelDefaults } from '../../../shared/presets';
 
 export interface GenerateForm {
   mode: 'txt2img' | 'img2img';
@@ -175,7 +176,7 @@ export const createGenerateSlice: SliceCreator<GenerateSlice> = (set, get) => ({
   chooseModel: (id) => {
     const m = get().models.find((x) => x.id === id);
     set((s) => ({
-      form: { ...s.form, modelId: id, ...(m?.nativeSize ? { width: m.nativeSize, height: m.nativeSize } : {}) },
+      form: { ...s.form, modelId: id, ...modelDefaults(m) },
       fieldErrors: { ...s.fieldErrors, modelId: '' },
     }));
   },

@@ -1,6 +1,7 @@
 import type { AppInfo, ModelRecord, RuntimeStatus, Settings, SettingsPatch } from '../../../shared/contract';
 import type { SliceCreator } from '../../app/store';
 import { client } from '../../lib/client';
+import { modelDefaults } from '../../../shared/presets';
 
 export interface SettingsSlice {
   settings: Settings | null;
@@ -58,7 +59,7 @@ export const createSettingsSlice: SliceCreator<SettingsSlice> = (set, get) => ({
       if (keep) return { models };
       // No model chosen yet: the user's own first, the built-in demo model when there is no other.
       const first = checkpoints.find((m) => m.source !== 'embedded') ?? checkpoints[0];
-      return { models, form: { ...s.form, modelId: first?.id ?? '', ...(first?.nativeSize ? { width: first.nativeSize, height: first.nativeSize } : {}) } };
+      return { models, form: { ...s.form, modelId: first?.id ?? '', ...modelDefaults(first) } };
     });
   },
   provisionRuntime: async (repair) => {
