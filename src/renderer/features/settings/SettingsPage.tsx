@@ -273,24 +273,25 @@ function Downloads() {
                         Pause
                       </button>
                     )}
-                    {(d.state === 'paused' || d.state === 'failed') && (
+                    {/* A failure that kept bytes (a drop, a full disk) can go on; a refused file cannot. */}
+                    {(d.state === 'paused' || (d.state === 'failed' && d.received > 0)) && (
                       <button type="button" onClick={() => void act(d.id, 'resume')}>
                         Resume
                       </button>
                     )}
-                    {(d.state === 'downloading' || d.state === 'paused' || d.state === 'queued' || d.state === 'failed') && (
+                    {(d.state === 'downloading' || d.state === 'paused' || d.state === 'queued' || (d.state === 'failed' && d.received > 0)) && (
                       <button type="button" className="danger" onClick={() => void act(d.id, 'cancel')}>
                         Cancel
                       </button>
                     )}
-                    {(d.state === 'done' || d.state === 'cancelled') && (
+                    {(d.state === 'done' || d.state === 'cancelled' || (d.state === 'failed' && d.received === 0)) && (
                       <button type="button" className="icon small" aria-label={`Remove ${d.filename} from the list`} onClick={() => void act(d.id, 'remove')}>
                         ✕
                       </button>
                     )}
                   </span>
                 </div>
-                {d.state !== 'done' && d.state !== 'cancelled' && (
+                {d.state !== 'done' && d.state !== 'cancelled' && !(d.state === 'failed' && d.received === 0) && (
                   <div className="progress" role="progressbar" aria-label={`Download of ${d.filename}`} aria-valuemin={0} aria-valuemax={1} aria-valuenow={fraction}>
                     <div className="progress-fill" style={{ width: `${fraction * 100}%` }} />
                   </div>
