@@ -11,8 +11,8 @@ import Conf from 'conf';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CLOUD_MODELS, cloudModel, formatUsd } from '../shared/cloud';
-import { GenerateParams, MAX_SEED } from '../shared/contract';
+import { CLOUD_MODELS, cloudModel, formatUsd, roundUsd } from '../shared/cloud';
+import { GenerateParams, MAX_SEED, type Generation } from '../shared/contract';
 import { modelDefaults } from '../shared/presets';
 import { AtelierError } from '../shared/errors';
 import { describeZodError } from './host/dispatcher';
@@ -114,22 +114,9 @@ async function generate(argv: string[]): Promise<number> {
         lastStep = p.step;
       }
     });
-    const job = services.jobs.submit(parsed.data);
-    await services.jobs.whenIdle();
+    const { gen, files } = await runJob(services, parsed.data, values.out);
     if (!values.quiet) process.stderr.write('\n');
-    const done = services.jobs.list().find((j) => j.id === job.id)!;
-    if (done.state !== 'done') throw new AtelierError((done.error?.code as never) ?? 'INTERNAL', done.error?.message ?? `job ${done.state}`);
-    const gen = services.history.get(done.generationId!);
-    for (const img of gen.images) {
-      let file = path.join(services.history.dir, ...img.path.split('/'));
-      if (values.out) {
-        fs.mkdirSync(values.out, { recursive: true });
-        const dest = path.join(path.resolve(values.out), `${gen.id}-${img.index}.png`);
-        fs.copyFileSync(file, dest);
-        file = dest;
-      }
-      console.log(JSON.stringify({ generationId: gen.id, imageId: img.id, seed: img.seed, path: file }));
-    }
+    gen.images.forEach((img, i) => console.log(JSON.stringify({ generationId: gen.id, imageId: img.id, seed: img.seed, path: files[i] })));
     return 0;
   } finally {
     await services.dispose();
@@ -161,26 +148,28 @@ async function generateCloud(
     const note = name === 'jobs.changed' ? (payload as { note: string | null }).note : null;
     if (note) log(`  ${note}`);
   });
-  const job = services.jobs.submit(parsed.data);
+  const { gen, files } = await runJob(services, parsed.data, values.out);
+  const costUsd = roundUsd((gen.costUsd ?? 0) / gen.images.length);
+  gen.images.forEach((img, i) => console.log(JSON.stringify({ generationId: gen.id, imageId: img.id, model: gen.modelName, costUsd, revisedPrompt: gen.revisedPrompt, path: files[i] })));
+  return 0;
+}
+
+/** Queue one job, wait for it, refuse a failure with its code, and copy the images to `out` when given. */
+async function runJob(services: Services, params: GenerateParams, out: string | undefined): Promise<{ gen: Generation; files: string[] }> {
+  const job = services.jobs.submit(params);
   await services.jobs.whenIdle();
   const done = services.jobs.list().find((j) => j.id === job.id)!;
   if (done.state !== 'done') throw new AtelierError((done.error?.code as never) ?? 'INTERNAL', done.error?.message ?? `job ${done.state}`);
   const gen = services.history.get(done.generationId!);
-  for (const img of gen.images) {
-    let file = path.join(services.history.dir, ...img.path.split('/'));
-    if (values.out) {
-      fs.mkdirSync(values.out, { recursive: true });
-      const dest = path.join(path.resolve(values.out), `${gen.id}-${img.index}.png`);
-      fs.copyFileSync(file, dest);
-      file = dest;
-    }
-    console.log(JSON.stringify({ generationId: gen.id, imageId: img.id, model: gen.modelName, costUsd: roundCost(gen.costUsd ?? 0, gen.images.length), revisedPrompt: gen.revisedPrompt, path: file }));
-  }
-  return 0;
-}
-
-function roundCost(total: number, n: number): number {
-  return Math.round((total / n) * 1e5) / 1e5;
+  const files = gen.images.map((img) => {
+    const file = path.join(services.history.dir, ...img.path.split('/'));
+    if (!out) return file;
+    fs.mkdirSync(out, { recursive: true });
+    const dest = path.join(path.resolve(out), `${gen.id}-${img.index}.png`);
+    fs.copyFileSync(file, dest);
+    return dest;
+  });
+  return { gen, files };
 }
 
 async function main(): Promise<number> {

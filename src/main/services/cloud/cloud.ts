@@ -13,6 +13,7 @@ import OpenAI, { toFile } from 'openai';
 import type { CloudEstimate, CloudStatus, GenerateParams } from '../../../shared/contract';
 import { cloudImagePrice, cloudModel, defaultQuality, monthStart, roundUsd, type CloudModel } from '../../../shared/cloud';
 import { AtelierError } from '../../../shared/errors';
+import { pngSize } from '../../lib/fsx';
 import { rgbaPng } from '../../lib/png';
 import { decodePngPixels } from '../../lib/thumbnail';
 import type { KeyStore } from './keystore';
@@ -169,12 +170,14 @@ export class CloudService {
       else if (d.url) images.push(await this.download(d.url, run.signal));
       else throw new AtelierError('CLOUD_UNAVAILABLE', 'OpenAI answered with an empty image entry. Nothing was saved; try again.');
     }
-    for (const img of images) {
-      if (img.length < 8 || img.readUInt32BE(0) !== 0x89504e47) {
+    const sizes = images.map((img) => {
+      try {
+        return pngSize(img);
+      } catch {
         throw new AtelierError('CLOUD_UNAVAILABLE', 'OpenAI sent an image that is not a PNG. Nothing was saved; try again.');
       }
-    }
-    const size = (response as { size?: string }).size ?? (c.size === 'auto' ? actualSize(images[0]) : c.size);
+    });
+    const size = (response as { size?: string }).size ?? (c.size === 'auto' ? `${sizes[0].width}x${sizes[0].height}` : c.size);
     const usedQuality = (response as { quality?: string }).quality ?? quality;
     const price = cloudImagePrice(m.id, size, usedQuality) ?? cloudImagePrice(m.id, c.size, quality) ?? 0;
     return {
@@ -279,10 +282,6 @@ export function mapError(err: unknown): { error: AtelierError; retry: boolean } 
     return { error: new AtelierError('CLOUD_UNAVAILABLE', `OpenAI answered with an error (${err.status ?? 'no status'}): ${msg(err)}`), retry: false };
   }
   return { error: new AtelierError('INTERNAL', `The cloud request failed: ${(err as Error)?.message ?? String(err)}`), retry: false };
-}
-
-function actualSize(png: Buffer): string {
-  return `${png.readUInt32BE(16)}x${png.readUInt32BE(20)}`;
 }
 
 /**

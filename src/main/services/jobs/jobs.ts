@@ -369,17 +369,27 @@ export class JobsService {
         params: { ...p, noCache: undefined, family: result.family, memoryMode: result.memory_mode },
         images: result.images.map((img) => ({ sourcePath: img.path, seed: img.seed, parentImageId: init?.id ?? null })),
       });
-      job.generationId = gen.id;
-      job.step = job.total;
-      this.finish(job, 'done');
-      this.opts.onAdded?.(gen.id);
+      this.landed(job, gen.id);
     } catch (err) {
-      const error = toErrorPayload(err);
-      if (error.code === 'INTERNAL') this.opts.log?.(`job ${job.id}: ${(err as Error)?.stack ?? err}`);
-      this.finish(job, error.code === 'CANCELLED' ? 'cancelled' : 'failed', error);
+      this.failed(job, err);
     } finally {
       fs.rmSync(outDir, { recursive: true, force: true });
     }
+  }
+
+  /** The job's images are in the history. */
+  private landed(job: Job, generationId: string): void {
+    job.generationId = generationId;
+    job.step = job.total;
+    this.finish(job, 'done');
+    this.opts.onAdded?.(generationId);
+  }
+
+  /** Cancelled or failed, with the error for the UI; unexpected errors are logged with their stack. */
+  private failed(job: Job, err: unknown): void {
+    const error = toErrorPayload(err);
+    if (error.code === 'INTERNAL') this.opts.log?.(`job ${job.id}: ${(err as Error)?.stack ?? err}`);
+    this.finish(job, error.code === 'CANCELLED' ? 'cancelled' : 'failed', error);
   }
 
   /** A cloud job: the request (with its retries), then the images into the history in one step. */
@@ -431,15 +441,10 @@ export class JobsService {
         params: { ...p, noCache: undefined, cloud: { ...p.cloud, overBudgetOk: undefined, resolvedSize: result.size, resolvedQuality: result.quality } },
         images: result.images.map((data) => ({ data, seed: 0, parentImageId: init?.id ?? null })),
       });
-      job.generationId = gen.id;
-      job.step = job.total;
-      this.finish(job, 'done');
-      this.opts.onAdded?.(gen.id);
+      this.landed(job, gen.id);
     } catch (err) {
-      const error = toErrorPayload(err);
       job.note = null;
-      if (error.code === 'INTERNAL') this.opts.log?.(`job ${job.id}: ${(err as Error)?.message ?? err}`);
-      this.finish(job, error.code === 'CANCELLED' ? 'cancelled' : 'failed', error);
+      this.failed(job, err);
     } finally {
       this.cloudAborts.delete(job.id);
     }
