@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { formatUsd } from '../../../shared/cloud';
 import { SAMPLERS, type Sampler } from '../../../shared/contract';
 import { parseBlockedTerms } from '../../../shared/prompts';
@@ -175,6 +175,7 @@ function ImportModel() {
   const [p, setP] = useState('');
   const [busy, setBusy] = useState<string | null>(null);
   const [over, setOver] = useState(false);
+  const picker = useRef<HTMLInputElement>(null);
   const run = async (path: string, mode: 'copy' | 'link') => {
     setBusy(mode === 'copy' ? `Copying ${path}…` : null);
     try {
@@ -214,6 +215,26 @@ function ImportModel() {
         }}
       >
         <input name="importPath" aria-label="Model file or folder to import" placeholder="/path/to/model.safetensors or a diffusers folder" value={p} onChange={(e) => setP(e.target.value)} />
+        {client.pathForFile && (
+          // The desktop app's file input opens the system's file dialog; the path fills the field, then Link or Copy.
+          <>
+            <button type="button" onClick={() => picker.current?.click()} title="Choose a .safetensors file">
+              Choose…
+            </button>
+            <input
+              ref={picker}
+              type="file"
+              accept=".safetensors,.sft"
+              hidden
+              onChange={(e) => {
+                const f = e.target.files?.[0];
+                const path = f && client.pathForFile ? client.pathForFile(f) : null;
+                if (path) setP(path);
+                e.target.value = '';
+              }}
+            />
+          </>
+        )}
         <button type="button" disabled={!p.trim() || !!busy} onClick={() => void run(p.trim(), 'link')} title="Use it where it is: nothing is copied">
           Link
         </button>
