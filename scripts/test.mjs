@@ -1,4 +1,4 @@
-// `npm test`: type-check, unit and integration tests (vitest, real SQLite and the real Python worker),
+// `npm test`: type-check, Electron security scan (Electronegativity), unit and integration tests (vitest, real SQLite and the real Python worker),
 // the worker's own tests (pytest), and end-to-end tests in Chromium (Playwright). Runs them all, then fails if any failed.
 import { spawnSync } from 'node:child_process';
 
@@ -7,6 +7,7 @@ const python = py.status === 0 ? py.stdout.trim() : null;
 const suites = [
   ['build', process.execPath, ['scripts/build.mjs']],
   ['typecheck', process.execPath, ['node_modules/typescript/bin/tsc', '-b']],
+  ['electronegativity', process.execPath, ['scripts/electronegativity.mjs']],
   ['vitest', process.execPath, ['node_modules/vitest/vitest.mjs', 'run']],
   ['pytest', python ?? 'python-runtime-not-provisioned', ['-m', 'pytest', '-q', 'python-runtime/tests', '-p', 'no:cacheprovider']],
   ['playwright', process.execPath, ['node_modules/@playwright/test/cli.js', 'test']],

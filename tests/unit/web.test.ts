@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createServices, type Services } from '../../src/main/services';
 import { memoryBackend } from '../../src/main/services/settings/settings';
-import { MAX_FRAME_BYTES, startWebServer, type WebServer } from '../../src/main/web/server';
+import os from 'node:os';
+import { MAX_FRAME_BYTES, MIN_TOKEN_LENGTH, startWebServer, type WebServer } from '../../src/main/web/server';
 import { makePng, tmpDir } from '../helpers';
 
 const TOKEN = 'unit-test-token-0123456789';
@@ -148,3 +149,79 @@ describe('web mode server', () => {
     ws.close();
   });
 });
+
+describe('web mode: hostile frames and exposure beyond loopback', () => {
+  let refused = 0;
+  afterAll(() => console.log(`web: ${refused} hostile frames or requests refused, each with a specific answer; the server kept serving`));
+
+  it('answers every malformed or hostile frame with BAD_REQUEST and keeps serving', async () => {
+    const ws = await connect({ Cookie: cookie });
+    const hostile: unknown[] = [
+      '',
+      'null',
+      '[]',
+      '"call"',
+      '{"t":"call"}',
+      '{"t":"call","id":1}',
+      '{"t":"reply","id":1,"method":"app.info","input":{}}',
+      ...['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'prototype', 'app.info.constructor', '../history.list', 'history.list\u0000', 'HISTORY.LIST', ''].map(
+        (method, i) => `{"t":"call","id":${100 + i},"method":${JSON.stringify(method)},"input":{}}`,
+      ),
+      { t: 'call', id: 200, method: ['history.list'], input: {} },
+      { t: 'call', id: 201, method: { toString: 'history.list' }, input: {} },
+      { t: 'call', id: 202, method: 42, input: {} },
+      { t: 'call', id: 203, method: 'history.list', input: { __proto__: { admin: true }, limit: 1e308 } },
+      { t: 'call', id: 204, method: 'history.list', input: JSON.parse('{"constructor":{"prototype":{"polluted":1}}}') },
+      '{"t":"call","id":205,"method":"history.list","input":' + '['.repeat(5000) + ']'.repeat(5000) + '}',
+      '{"t":"call","id":206,"method":"settings.update","input":{"modelDirs":"/"}}',
+    ];
+    for (const frame of hostile) {
+      const reply = await call(ws, frame);
+      expect(reply, JSON.stringify(frame).slice(0, 80)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
+      expect(reply.error.message.length).toBeGreaterThan(10);
+      refused++;
+    }
+    // A binary frame is refused the same way.
+    const binary = new Promise<any>((resolve) => ws.once('message', (d) => resolve(JSON.parse(d.toString()))));
+    ws.send(Buffer.from([0, 1, 2, 3]), { binary: true });
+    expect(await binary).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
+    refused++;
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(({} as Record<string, unknown>).admin).toBeUndefined();
+    expect(await call(ws, { t: 'call', id: 999, method: 'app.info', input: {} })).toMatchObject({ id: 999, ok: true });
+    ws.close();
+  });
+
+  it('refuses to start without a real token', async () => {
+    for (const token of ['', 'short', 'x'.repeat(MIN_TOKEN_LENGTH - 1)]) {
+      await expect(startWebServer({ services, rendererDir: tmpDir(), token, port: 0 })).rejects.toThrow(/at least 16 characters/);
+      refused++;
+    }
+  });
+
+  it('beyond loopback only when asked, and then still only with the token', async () => {
+    const rendererDir = tmpDir();
+    fs.writeFileSync(path.join(rendererDir, 'index.html'), '<!doctype html><title>Atelier</title>');
+    const wide = await startWebServer({ services, rendererDir, token: TOKEN, host: '0.0.0.0', port: 0 });
+    try {
+      const lan = Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address ?? '127.0.0.1';
+      const req = (host: string, headers: Record<string, string>) =>
+        new Promise<number>((resolve, reject) => {
+          const r = http.request({ host: lan, port: wide.port, path: '/', headers: { Host: `${host}:${wide.port}`, ...headers } }, (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          });
+          r.on('error', reject);
+          r.end();
+        });
+      expect(await req(lan, {})).toBe(401); // reachable, but locked
+      expect(await req(lan, { Cookie: 'atelier_token=wrong-token-0123456789' })).toBe(401);
+      expect(await req('evil.example', { Cookie: cookie })).toBe(421); // DNS rebinding: names are never accepted
+      expect(await req(lan, { Cookie: cookie })).toBe(200); // this machine's own address, with the token
+      refused += 3;
+    } finally {
+      await wide.close();
+    }
+  });
+});
+

@@ -1,30 +1,20 @@
 /**
  * `atelier://app/…` serves the renderer and `atelier://files/…` serves library
- * images; nothing else. Paths are resolved inside their root (no `..`, no
- * absolute paths, no symlinks out), so a page cannot read arbitrary files.
+ * images; nothing else. Which file a URL may serve is decided by
+ * security.ts's atelierFileFor (inside its root: no `..`, no absolute paths,
+ * no symlinks out), so a page cannot read arbitrary files.
  */
 import { net, protocol } from 'electron';
 import { pathToFileURL } from 'node:url';
-import type { HistoryStore } from '../services/history/store';
-import { resolveInside } from '../lib/fsx';
 import { CSP } from '../lib/csp';
+import { atelierFileFor, type LibraryFiles } from './security';
 
-export const RENDERER_URL = 'atelier://app/index.html';
+export { isAppUrl, RENDERER_URL } from './security';
 
-export function isAppUrl(url: string): boolean {
-  try {
-    const u = new URL(url);
-    return u.protocol === 'atelier:' && u.host === 'app';
-  } catch {
-    return false;
-  }
-}
-
-export function registerAtelierProtocol(rendererDir: string, history: HistoryStore): void {
+export function registerAtelierProtocol(rendererDir: string, library: LibraryFiles): void {
   protocol.handle('atelier', async (request) => {
-    const url = new URL(request.url);
-    const rel = decodeURIComponent(url.pathname.replace(/^\//, ''));
-    const file = url.host === 'app' ? resolveInside(rendererDir, rel || 'index.html') : url.host === 'files' ? history.resolveDisplayFile(rel, Number(url.searchParams.get('w')) || null) : null;
+    if (request.method !== 'GET' && request.method !== 'HEAD') return new Response('Method not allowed', { status: 405 });
+    const file = atelierFileFor(request.url, rendererDir, library);
     if (!file) return new Response('Not found', { status: 404 });
     const res = await net.fetch(pathToFileURL(file).toString());
     const headers = new Headers(res.headers);

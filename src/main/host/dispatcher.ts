@@ -39,7 +39,9 @@ export function describeZodError(error: z.ZodError): string {
 export function createDispatcher(handlers: Handlers, log: (line: string) => void = () => {}): Dispatch {
   return async (method, input) => {
     if (!isMethodName(method)) {
-      return { ok: false, error: { code: 'BAD_REQUEST', message: `Unknown method ${JSON.stringify(String(method).slice(0, 80))}.` } };
+      // Describe it without calling anything on it: a hostile frame's "method" may be an object whose toString is not a function.
+      const what = typeof method === 'string' ? JSON.stringify(method.slice(0, 80)) : `(a ${Array.isArray(method) ? 'list' : method === null ? 'null' : typeof method}, not a method name)`;
+      return { ok: false, error: { code: 'BAD_REQUEST', message: `Unknown method ${what}.` } };
     }
     const parsed = methods[method].input.safeParse(input ?? {});
     if (!parsed.success) {

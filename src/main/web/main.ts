@@ -9,7 +9,7 @@ import path from 'node:path';
 import { defaultDataDir, SETTINGS_NAME } from '../lib/paths';
 import { createServices } from '../services';
 import { storeBackend } from '../services/settings/settings';
-import { startWebServer } from './server';
+import { isLoopbackHost, startWebServer } from './server';
 
 declare const __APP_VERSION__: string;
 
@@ -24,7 +24,7 @@ async function main() {
   const host = arg('host') ?? process.env.ATELIER_HOST ?? '127.0.0.1';
   const port = Number(arg('port') ?? process.env.ATELIER_PORT ?? 7860);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0-65535, got ${arg('port') ?? process.env.ATELIER_PORT}`);
-  const loopback = ['127.0.0.1', 'localhost', '::1'].includes(host);
+  const loopback = isLoopbackHost(host);
   const token = process.env.ATELIER_TOKEN || randomBytes(24).toString('base64url');
   const conf = new Conf({ projectName: 'atelier', cwd: dataDir, configName: SETTINGS_NAME });
   const services = createServices({

@@ -11,6 +11,7 @@ import { timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CSP } from '../lib/csp';
@@ -65,14 +66,29 @@ function cookieToken(req: http.IncomingMessage): string | null {
   return null;
 }
 
+/** The shortest token accepted: a guessable token on a server others can reach is no lock at all. */
+export const MIN_TOKEN_LENGTH = 16;
+
+export function isLoopbackHost(host: string): boolean {
+  return ['127.0.0.1', 'localhost', '::1'].includes(host);
+}
+
 export async function startWebServer(opts: WebServerOptions): Promise<WebServer> {
   const host = opts.host ?? '127.0.0.1';
   const log = opts.log ?? (() => {});
+  if (typeof opts.token !== 'string' || opts.token.length < MIN_TOKEN_LENGTH) {
+    throw new Error(`The web mode needs a token of at least ${MIN_TOKEN_LENGTH} characters (ATELIER_TOKEN); leave it unset for a random one.`);
+  }
   let port = opts.port ?? 0;
+  const bracket = (h: string) => (h.includes(':') ? `[${h}]` : h);
   const allowedHosts = () => {
     const names = ['127.0.0.1', 'localhost', '[::1]'];
-    if (!names.includes(host)) names.push(host.includes(':') ? `[${host}]` : host);
-    return new Set(names.map((n) => `${n}:${port}`));
+    if (host === '0.0.0.0' || host === '::') {
+      // Listening on every interface (asked for with --host): this machine's own addresses, and no names,
+      // so a DNS-rebinding name still gets 421.
+      for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) names.push(bracket(a.address.split('%')[0]));
+    } else if (!names.includes(bracket(host))) names.push(bracket(host));
+    return new Set(names.map((n) => `${n.toLowerCase()}:${port}`));
   };
   let hosts = allowedHosts();
 
@@ -172,7 +188,14 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
         ws.send(JSON.stringify({ t: 'reply', id: null, ok: false, error: { code: 'BAD_REQUEST', message: 'Malformed frame: expected {"t":"call","id":<number>,"method":…,"input":…}.' } }));
         return;
       }
-      const reply = await opts.services.dispatch(msg.method, msg.input);
+      let reply: Awaited<ReturnType<typeof opts.services.dispatch>>;
+      try {
+        reply = await opts.services.dispatch(msg.method, msg.input);
+      } catch (err) {
+        // The dispatcher answers every failure itself; this is the last guard so a caller always gets a reply.
+        log(`web: dispatch threw: ${(err as Error)?.stack ?? String(err)}`);
+        reply = { ok: false, error: { code: 'INTERNAL', message: 'Atelier could not handle this request.' } };
+      }
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ t: 'reply', id: msg.id, ...reply }));
     });
     ws.on('close', () => {
