@@ -234,21 +234,55 @@ describe('cloud generation', () => {
     expect(services.history.get(job.generationId!).prompt).toBe('a quiet harbour, matte painting');
   });
 
-  it('never writes the key: not in the database, images, settings or logs', async () => {
+  it('never writes the key: not in the database, images, their metadata, settings, logs, exports or what the UI receives', async () => {
+    // Exported workflows and a board export, written where a user would put them.
+    const gens = services.history.list({ limit: 200 }).items;
+    expect(gens.length).toBeGreaterThan(0);
+    const exports: string[] = [];
+    for (const g of gens) for (const format of ['comfyui', 'json', 'a1111'] as const) {
+      const r = await services.dispatch('history.export', { id: g.id, format });
+      expect(r.ok).toBe(true);
+      exports.push((r as { value: { text: string } }).value.text);
+    }
+    const board = await services.dispatch('boards.create', { name: 'key check' });
+    const boardId = (board as { value: { id: string } }).value.id;
+    await services.dispatch('boards.add', { id: boardId, generationIds: gens.map((g) => g.id) });
+    const exportDir = tmpDir('atelier-cloud-export-');
+    expect((await services.dispatch('boards.export', { id: boardId, folder: exportDir })).ok).toBe(true);
+
+    let files = 0;
+    let pngTexts = 0;
     const found: string[] = [];
     const walk = (d: string) => {
       for (const e of fs.readdirSync(d, { withFileTypes: true })) {
         const f = path.join(d, e.name);
         if (e.isDirectory()) walk(f);
-        else if (fs.readFileSync(f).includes(KEY)) found.push(f);
+        else {
+          files++;
+          const bytes = fs.readFileSync(f);
+          if (bytes.includes(KEY) || bytes.includes(KEY.slice(3, -4))) found.push(f);
+          if (f.endsWith('.png')) {
+            // Text chunks may be compressed (zTXt/iTXt): read them decoded too.
+            const text = JSON.stringify(readPngText(bytes));
+            pngTexts++;
+            if (text.includes(KEY.slice(3, -4))) found.push(`${f} (metadata)`);
+          }
+        }
       }
     };
     walk(dataDir);
-    expect(fs.readdirSync(dataDir).length).toBeGreaterThan(0);
+    walk(exportDir);
+    expect(files).toBeGreaterThan(3);
+    expect(pngTexts).toBeGreaterThan(0);
     expect(found).toEqual([]);
-    expect(logs.join('\n')).not.toContain(KEY);
+    for (const text of exports) expect(text).not.toContain(KEY.slice(3, -4));
+    expect(logs.join('\n')).not.toContain(KEY.slice(3, -4));
+    // Everything the UI was sent: job events (errors included) and the cloud status.
+    expect(JSON.stringify(events)).not.toContain(KEY.slice(3, -4));
+    expect(JSON.stringify(services.jobs.list())).not.toContain(KEY.slice(3, -4));
     expect(JSON.stringify(services.cloud.status())).not.toContain(KEY.slice(0, -4));
     expect(services.cloud.status()).toMatchObject({ hasKey: true, keySource: 'env', canStoreKey: false, keyHint: '…TKEY' });
+    console.log(`secrets: ${files} files (${pngTexts} PNGs' metadata decoded), ${exports.length} exported workflows, ${logs.length} log lines and every job the UI saw searched for the key: ${found.length} contain it`);
   });
 
   it('without a key, says where to put one', async () => {

@@ -5,6 +5,7 @@
  * and CI alike). Idempotent; `repair` rebuilds from scratch, which is the
  * answer to the broken-venv reports every Python-backed app receives.
  */
+import { childEnv } from '../../lib/env';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -103,7 +104,7 @@ export function readyPython(opts: Pick<ProvisionOptions, 'runtimeDir' | 'cacheRo
 
 function run(cmd: string, args: string[], onLine: (line: string) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PIP_DISABLE_PIP_VERSION_CHECK: '1' } });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv({ PIP_DISABLE_PIP_VERSION_CHECK: '1' }) });
     const tail: string[] = [];
     const feed = (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split(/\r?\n|\r/)) {

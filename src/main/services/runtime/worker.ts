@@ -3,6 +3,7 @@
  * Knows nothing of jobs or history: it sends requests, routes events to the
  * request that owns them, and reports its own death.
  */
+import { childEnv } from '../../lib/env';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { AtelierError, isErrorCode } from '../../../shared/errors';
 
@@ -58,8 +59,8 @@ export class WorkerProcess {
     const log = opts.log ?? (() => {});
     this.child = spawn(opts.python, ['-u', '-m', 'atelier_runtime.worker'], {
       cwd: opts.runtimeDir,
-      env: {
-        ...process.env,
+      // Without the app's secrets (the OpenAI key, the web token): see lib/env.
+      env: childEnv({
         PYTHONPATH: opts.runtimeDir,
         PYTHONUNBUFFERED: '1',
         PYTHONIOENCODING: 'utf-8',
@@ -67,7 +68,7 @@ export class WorkerProcess {
         TRANSFORMERS_OFFLINE: '1',
         HF_HUB_DISABLE_TELEMETRY: '1',
         ...opts.env,
-      },
+      }),
       stdio: ['pipe', 'pipe', 'pipe'],
       windowsHide: true,
     });
