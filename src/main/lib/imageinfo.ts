@@ -5,6 +5,8 @@
  * it answers with a reason a person understands.
  */
 
+import zlib from 'node:zlib';
+
 export type ImageFormat = 'png' | 'jpeg' | 'webp' | 'bmp' | 'gif';
 export type ImageInfo = { ok: true; format: ImageFormat; width: number; height: number } | { ok: false; reason: string };
 
@@ -57,6 +59,7 @@ function jpeg(b: Buffer): ImageInfo {
     if (off + 2 + len > b.length) return { ok: false, reason: 'a truncated JPEG' };
     // SOF0..SOF15 except DHT (c4), JPG (c8), DAC (cc)
     if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      if (len < 7) return { ok: false, reason: 'a damaged JPEG (its frame header is too short)' };
       size = { height: b.readUInt16BE(off + 5), width: b.readUInt16BE(off + 7) };
     }
     if (marker === 0xda) {
@@ -102,6 +105,24 @@ export function imageInfo(b: Buffer): ImageInfo {
   return { ok: false, reason: describeUnknown(b) };
 }
 
+/**
+ * Why a PNG (whose chunks `imageInfo` walked) is damaged inside a chunk: the first chunk whose
+ * CRC-32 does not match its bytes, or null when every chunk up to IEND checks out. Decoders
+ * (libpng, Pillow) refuse such files; checking costs one pass over the bytes, no decoding.
+ */
+export function pngChecksumError(b: Buffer): string | null {
+  let off = 8;
+  while (off + 12 <= b.length) {
+    const len = b.readUInt32BE(off);
+    if (off + 12 + len > b.length) return null; // truncation is imageInfo's to report
+    const type = b.toString('latin1', off + 4, off + 8);
+    if (zlib.crc32(b.subarray(off + 4, off + 8 + len)) !== b.readUInt32BE(off + 8 + len)) return `a damaged PNG (its ${JSON.stringify(type)} chunk fails its checksum)`;
+    if (type === 'IEND') return null;
+    off += 12 + len;
+  }
+  return null;
+}
+
 /** Vet an image for training at `minSide` (the short side must be at least half the training resolution). */
 export function vetTrainingImage(b: Buffer, minSide: number, maxPixels = 8192 * 8192): ImageInfo {
   const info = imageInfo(b);
@@ -109,5 +130,7 @@ export function vetTrainingImage(b: Buffer, minSide: number, maxPixels = 8192 * 
   if (info.width < 1 || info.height < 1) return { ok: false, reason: `a ${info.format.toUpperCase()} with no pixels` };
   if (info.width * info.height > maxPixels) return { ok: false, reason: `${info.width}×${info.height}: too large (more than ${Math.round(maxPixels / 1e6)} megapixels)` };
   if (Math.min(info.width, info.height) < minSide) return { ok: false, reason: `${info.width}×${info.height}: too small (the short side must be at least ${minSide} px)` };
+  const damaged = info.format === 'png' ? pngChecksumError(b) : null;
+  if (damaged) return { ok: false, reason: damaged };
   return info;
 }

@@ -69,21 +69,66 @@ function quote(s: string): string {
   return JSON.stringify(s);
 }
 
-/** Split A1111's last line into pairs, honouring quoted values ("Lora hashes": "a: 1, b: 2"). */
+/**
+ * Split A1111's last line into pairs, honouring quoted values ("Lora hashes": "a: 1, b: 2").
+ * A single left-to-right scan (linear in the line's length): the text comes from any dropped PNG,
+ * and a backtracking regex over a megabyte-long hostile line would hold the main process for hours.
+ */
 function parsePairs(line: string): Record<string, string> {
   const out: Record<string, string> = {};
-  const re = /\s*([\w .\-/()]+):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(line)) && m[0]) {
-    let v = m[2].trim();
-    if (v.startsWith('"')) {
-      try {
-        v = JSON.parse(v);
-      } catch {
-        v = v.slice(1, -1);
-      }
+  const n = line.length;
+  const isKeyChar = (c: string) => /[\w .\-/()]/.test(c);
+  // Where the quoted value opened at a position closes (-1: never). Scans resume where the last one
+  // ended: a scan that passed over a later opening quote would have stopped there unless that quote
+  // was escaped, so from the next character on both scans agree.
+  let lastFrom = -1;
+  let lastClose = -1;
+  const closingQuote = (open: number): number => {
+    if (lastFrom >= 0 && open > lastFrom && (lastClose < 0 || open < lastClose)) return lastClose;
+    let q = open + 1;
+    while (q < n && line[q] !== '"') q += line[q] === '\\' ? 2 : 1;
+    lastFrom = open;
+    lastClose = q < n ? q : -1;
+    return lastClose;
+  };
+  let i = 0;
+  while (i < n) {
+    let colon = i;
+    while (colon < n && line[colon] !== ':' && line[colon] !== ',') colon++;
+    if (colon >= n) break;
+    if (line[colon] === ',') {
+      i = colon + 1; // a part without a key
+      continue;
     }
-    out[m[1].trim()] = v;
+    let k = colon;
+    while (k > i && isKeyChar(line[k - 1])) k--;
+    const key = line.slice(k, colon).trim();
+    let v = colon + 1;
+    while (v < n && /\s/.test(line[v])) v++;
+    let end = -1;
+    if (line[v] === '"') {
+      const close = closingQuote(v);
+      if (close >= 0 && (close + 1 === n || line[close + 1] === ',')) end = close + 1;
+    }
+    if (end < 0) {
+      end = line.indexOf(',', v);
+      if (end < 0) end = n;
+    }
+    let value = line.slice(v, end).trim();
+    if (value.startsWith('"')) {
+      // Only a closed quote can be JSON (and a throw per part costs more than the whole scan).
+      let parsed: unknown = null;
+      if (value.length >= 2 && value.endsWith('"')) {
+        try {
+          parsed = JSON.parse(value);
+        } catch {
+          /* not JSON: the text between the quotes */
+        }
+      }
+      value = typeof parsed === 'string' ? parsed : value.slice(1, -1);
+    }
+    if (key) out[key] = value;
+    i = end + 1;
   }
   return out;
 }
@@ -112,7 +157,8 @@ export function parseA1111(text: string): ParsedParams {
   const negativePrompt = negAt >= 0 ? [body[negAt].slice('Negative prompt:'.length), ...body.slice(negAt + 1)].join('\n').trim() : '';
   const loras: MetaLora[] = [];
   prompt = prompt
-    .replace(/<lora:([^:>]+)(?::(-?[\d.]+))?(?::[^>]*)?>/g, (_, name: string, w: string | undefined) => {
+    // Bounded parts: an unclosed tag in a hostile prompt costs a few hundred steps, not the rest of the text.
+    .replace(/<lora:([^:<>]{1,256})(?::(-?[\d.]{1,32}))?(?::[^<>]{0,256})?>/g, (_, name: string, w: string | undefined) => {
       loras.push({ name, weight: w === undefined ? 1 : Number(w) });
       return '';
     })
@@ -231,10 +277,16 @@ export function parseComfy(json: string): ParsedParams {
   } catch {
     return { source: 'comfyui', params: {}, notes: ['The ComfyUI data in this image is damaged.'] };
   }
-  const nodes = Object.entries(g).filter(([, n]) => n && typeof n === 'object' && typeof n.class_type === 'string');
+  // Any JSON can sit in the chunk: a node is an object with a class_type and an inputs object, or it is ignored.
+  const isNode = (n: unknown): n is Node =>
+    !!n && typeof n === 'object' && typeof (n as Node).class_type === 'string' && !!(n as Node).inputs && typeof (n as Node).inputs === 'object';
+  const nodes = Object.entries(g).filter((e): e is [string, Node] => isNode(e[1]));
   const ks = nodes.find(([, n]) => /^KSampler/.test(n.class_type));
   if (!ks) return { source: 'comfyui', params: {}, notes: ['This ComfyUI graph has no KSampler node Atelier understands.'] };
-  const get = (ref: unknown): Node | undefined => (Array.isArray(ref) ? g[String(ref[0])] : undefined);
+  const get = (ref: unknown): Node | undefined => {
+    const n = Array.isArray(ref) && ref.length ? g[String(ref[0])] : undefined;
+    return isNode(n) ? n : undefined;
+  };
   const i = ks[1].inputs;
   const params: Partial<ImageParams> = { loras: [] };
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
@@ -290,8 +342,8 @@ export const ATELIER_KEY = 'atelier';
 export function parseImageText(text: Record<string, string>): ParsedParams {
   if (text[ATELIER_KEY]) {
     try {
-      const j = JSON.parse(text[ATELIER_KEY]) as { version?: number; params?: Partial<ImageParams> };
-      if (j && typeof j === 'object' && j.params) return { source: 'atelier', params: j.params, notes: [] };
+      const j = JSON.parse(text[ATELIER_KEY]) as { version?: number; params?: unknown };
+      if (j && typeof j === 'object' && j.params && typeof j.params === 'object' && !Array.isArray(j.params)) return atelierParams(j.params as Record<string, unknown>);
     } catch {
       /* fall through to the other formats */
     }
@@ -299,4 +351,50 @@ export function parseImageText(text: Record<string, string>): ParsedParams {
   if (text.parameters) return parseA1111(text.parameters);
   if (text.prompt) return parseComfy(text.prompt);
   return { source: 'none', params: {}, notes: ['This image carries no generation settings (no A1111, ComfyUI or Atelier metadata).'] };
+}
+
+/**
+ * Atelier's JSON as a dropped file carries it: anyone can write that chunk, so only the fields of
+ * the right type are kept (a prompt that is a number or LoRAs that are a string would otherwise
+ * reach the library lookups), and the note says what was left out.
+ */
+function atelierParams(raw: Record<string, unknown>): ParsedParams {
+  const params: Partial<ImageParams> = {};
+  const dropped: string[] = [];
+  const str = ['prompt', 'negativePrompt', 'sampler', 'modelName', 'mode', 'backend'] as const;
+  const num = ['steps', 'cfg', 'seed', 'width', 'height'] as const;
+  for (const k of str) {
+    if (raw[k] === undefined) continue;
+    if (typeof raw[k] === 'string') params[k] = raw[k];
+    else dropped.push(k);
+  }
+  for (const k of num) {
+    if (raw[k] === undefined) continue;
+    if (typeof raw[k] === 'number' && Number.isFinite(raw[k])) params[k] = raw[k];
+    else dropped.push(k);
+  }
+  if (raw.modelHash !== undefined) {
+    if (raw.modelHash === null || typeof raw.modelHash === 'string') params.modelHash = raw.modelHash;
+    else dropped.push('modelHash');
+  }
+  if (raw.strength !== undefined) {
+    if (raw.strength === null || (typeof raw.strength === 'number' && Number.isFinite(raw.strength))) params.strength = raw.strength;
+    else dropped.push('strength');
+  }
+  if (raw.loras !== undefined) {
+    const list = Array.isArray(raw.loras) ? raw.loras : [];
+    const ok = list.filter(
+      (l): l is MetaLora =>
+        !!l &&
+        typeof l === 'object' &&
+        typeof (l as MetaLora).name === 'string' &&
+        typeof (l as MetaLora).weight === 'number' &&
+        Number.isFinite((l as MetaLora).weight) &&
+        ((l as MetaLora).hash === undefined || (l as MetaLora).hash === null || typeof (l as MetaLora).hash === 'string'),
+    );
+    params.loras = ok.map((l) => ({ name: l.name, weight: l.weight, ...(l.hash !== undefined ? { hash: l.hash } : {}) }));
+    if (!Array.isArray(raw.loras) || ok.length !== list.length) dropped.push('loras');
+  }
+  const notes = dropped.length ? [`The Atelier data in this image is damaged; left out: ${dropped.join(', ')}.`] : [];
+  return { source: 'atelier', params, notes };
 }

@@ -14,6 +14,7 @@ import type { z } from 'zod';
 import { HISTORY_COUNT_CAP, type Board, type Generation, type HistoryListInput, type HistoryPage, type ImageRecord, type ModelRecord } from '../../../shared/contract';
 import { AtelierError } from '../../../shared/errors';
 import { pngSize, resolveInside, sha256, TEMP_MARK, writeFileAtomic } from '../../lib/fsx';
+import { imageInfo, pngChecksumError } from '../../lib/imageinfo';
 import { writePngText } from '../../lib/pngchunks';
 import { THUMB_SIZES, thumbnailFor } from '../../lib/thumbnail';
 import { ATELIER_KEY, formatA1111, type ImageParams } from './metadata';
@@ -641,7 +642,13 @@ export class HistoryStore {
     } catch (err) {
       throw new AtelierError('BAD_REQUEST', `That image is not a valid PNG (${(err as Error).message}).`);
     }
-    if (size.width * size.height > 8192 * 8192) throw new AtelierError('BAD_REQUEST', `That image is ${size.width}×${size.height}: larger than Atelier handles (8192×8192).`);
+    if (size.width > 8192 || size.height > 8192) throw new AtelierError('BAD_REQUEST', `That image is ${size.width}×${size.height}: larger than Atelier handles (8192×8192).`);
+    // Whole and undamaged (every chunk there, up to IEND, with its checksum): a cut-off upload is
+    // refused here, not stored by its hash and found broken by the worker later.
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const info = imageInfo(buf);
+    const damaged = info.ok ? pngChecksumError(buf) : info.reason;
+    if (damaged) throw new AtelierError('BAD_REQUEST', `That image is not a valid PNG (${damaged}).`);
     const hash = sha256(data);
     const rel = `assets/${hash.slice(0, 2)}/${hash}.png`;
     const abs = path.join(this.dir, ...rel.split('/'));

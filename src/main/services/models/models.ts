@@ -50,17 +50,29 @@ export function classifySafetensors(file: string): Classified | null {
   return null;
 }
 
+/** A JSON file that must hold an object; throws a plain Error naming the file otherwise. */
+function readJsonObject(file: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`${path.basename(file)} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path.basename(file)} is not a JSON object`);
+  return v as Record<string, unknown>;
+}
+
 export function classifyDiffusersFolder(dir: string): Classified | null {
   const index = path.join(dir, 'model_index.json');
   if (fs.existsSync(index)) {
-    const cls = String(JSON.parse(fs.readFileSync(index, 'utf8'))._class_name ?? '');
+    const cls = String(readJsonObject(index)._class_name ?? '');
     if (!cls.includes('StableDiffusion')) return null;
     const family = cls.includes('XL') ? 'sdxl' : 'sd15';
     return { kind: 'checkpoint', format: 'diffusers', family, nativeSize: diffusersNativeSize(dir) ?? FAMILY_SIZE[family] };
   }
   const config = path.join(dir, 'config.json');
   if (fs.existsSync(config)) {
-    const cfg = JSON.parse(fs.readFileSync(config, 'utf8'));
+    const cfg = readJsonObject(config);
     if (cfg._class_name === 'ControlNetModel') {
       return { kind: 'controlnet', format: 'diffusers', family: cfg.addition_embed_type === 'text_time' ? 'sdxl' : 'sd15' };
     }
@@ -182,8 +194,16 @@ export class ModelsService {
     const stat = fs.statSync(abs);
     let c: Classified | null;
     if (stat.isDirectory()) {
-      c = classifyDiffusersFolder(abs);
+      try {
+        c = classifyDiffusersFolder(abs);
+      } catch (err) {
+        // A model_index.json or config.json that is not JSON (or not an object): say which folder, and why.
+        throw new AtelierError('NOT_A_MODEL', `${abs} is a folder with a damaged model description (its ${(err as Error).message}): point at a diffusers model folder or a .safetensors file.`);
+      }
       if (!c) throw new AtelierError('NOT_A_MODEL', `${abs} is a folder without a diffusers model_index.json: point at a diffusers model folder or a .safetensors file.`);
+    } else if (!stat.isFile()) {
+      // A FIFO, socket or device: opening it to read a header could block the process for good.
+      throw new AtelierError('NOT_A_MODEL', `${path.basename(abs)} is not a regular file (a pipe, socket or device): point at a .safetensors file or a diffusers folder.`);
     } else {
       try {
         c = classifySafetensors(abs);

@@ -23,6 +23,24 @@ export function sniffFileKind(head: Buffer): string {
   return 'not a safetensors file';
 }
 
+const DTYPE_BYTES: Record<string, number> = { F64: 8, I64: 8, U64: 8, F32: 4, I32: 4, U32: 4, F16: 2, BF16: 2, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1 };
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** Why a header's tensor entry cannot be what it claims, or null when it is well-formed. */
+function badTensor(t: unknown): string | null {
+  if (!t || typeof t !== 'object' || Array.isArray(t)) return 'is not an object';
+  const { dtype, shape, data_offsets: off } = t as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  if (typeof dtype !== 'string') return 'has no dtype';
+  if (!Array.isArray(shape) || !shape.every(isCount)) return 'has no valid shape';
+  if (!Array.isArray(off) || off.length !== 2 || !isCount(off[0]) || !isCount(off[1]) || off[0] > off[1]) return 'has no valid data offsets';
+  const bytes = DTYPE_BYTES[dtype];
+  if (bytes !== undefined && shape.reduce((a: number, b: number) => a * b, 1) * bytes !== off[1] - off[0]) {
+    return `holds ${off[1] - off[0]} bytes, but its shape [${shape.join(', ')}] of ${dtype} needs ${shape.reduce((a: number, b: number) => a * b, 1) * bytes}`;
+  }
+  return null;
+}
+
 export function readSafetensorsHeader(file: string): SafetensorsHeader {
   const fd = fs.openSync(file, 'r');
   try {
@@ -31,20 +49,30 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     fs.readSync(fd, head, 0, head.length, 0);
     if (size < 8) throw new NotSafetensorsError(`${sniffFileKind(head)} (only ${size} bytes)`);
     const len = Number(head.readBigUInt64LE(0));
-    if (len < 2 || len > MAX_HEADER || 8 + len > size) throw new NotSafetensorsError(sniffFileKind(head));
+    if (len < 2 || len > MAX_HEADER || 8 + len > size) {
+      // A JSON header after the length: a safetensors file whose length field lies (or that was cut off).
+      if (head.length > 8 && head[8] === 0x7b) throw new NotSafetensorsError(`a damaged safetensors file (its header claims ${len} bytes; the whole file has ${size})`);
+      throw new NotSafetensorsError(sniffFileKind(head));
+    }
     const buf = Buffer.alloc(len);
     fs.readSync(fd, buf, 0, len, 8);
-    let json: Record<string, unknown>;
+    let json: unknown;
     try {
       json = JSON.parse(buf.toString('utf8'));
     } catch {
-      throw new NotSafetensorsError(sniffFileKind(head));
+      throw new NotSafetensorsError(head.length > 8 && head[8] === 0x7b ? 'a damaged safetensors file (its header is not valid JSON)' : sniffFileKind(head));
     }
-    const { __metadata__, ...tensors } = json as { __metadata__?: Record<string, string> };
+    if (!json || typeof json !== 'object' || Array.isArray(json)) throw new NotSafetensorsError('a damaged safetensors file (its header is not a JSON object)');
+    const { __metadata__, ...tensors } = json as { __metadata__?: unknown };
     let end = 0;
-    for (const t of Object.values(tensors) as { data_offsets?: [number, number] }[]) end = Math.max(end, t?.data_offsets?.[1] ?? 0);
+    for (const [name, t] of Object.entries(tensors)) {
+      const why = badTensor(t);
+      if (why) throw new NotSafetensorsError(`a damaged safetensors file (the header's tensor ${JSON.stringify(name.slice(0, 80))} ${why})`);
+      end = Math.max(end, (t as { data_offsets: [number, number] }).data_offsets[1]);
+    }
     if (8 + len + end > size) throw new NotSafetensorsError(`a truncated safetensors file (${size} of ${8 + len + end} bytes)`);
-    return { tensors: tensors as SafetensorsHeader['tensors'], metadata: __metadata__ ?? {} };
+    const metadata = __metadata__ && typeof __metadata__ === 'object' && !Array.isArray(__metadata__) ? (__metadata__ as Record<string, string>) : {};
+    return { tensors: tensors as SafetensorsHeader['tensors'], metadata };
   } finally {
     fs.closeSync(fd);
   }

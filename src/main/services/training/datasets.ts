@@ -188,8 +188,11 @@ export class DatasetsService {
       added.push(file);
       count++;
     }
-    this.writeMeta(m);
-    this.onChanged(id);
+    // Every file refused: the dataset is as it was, and nobody needs to hear that it changed.
+    if (added.length) {
+      this.writeMeta(m);
+      this.onChanged(id);
+    }
     return { dataset: this.get(id), added, skipped };
   }
 
