@@ -21,7 +21,10 @@ _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
     # DPM++ SDE proper needs torchsde (an optional dependency); the single-step DPM++ solver with
     # Karras sigmas is the closest deterministic equivalent without it.
     "DPM++ SDE Karras": ("DPMSolverSinglestepScheduler", {"use_karras_sigmas": True}),
-    "DDIM": ("DDIMScheduler", {}),
+    # Latents are not images: DDIM's default clipping of the predicted x0 to [-1, 1] (kept by
+    # from_config when the model's own config does not mention it, as the embedded model's Euler
+    # config does not) wrecks colours. Stable Diffusion's own DDIM configs turn it off.
+    "DDIM": ("DDIMScheduler", {"clip_sample": False}),
     "UniPC": ("UniPCMultistepScheduler", {}),
     "LCM": ("LCMScheduler", {}),
 }
