@@ -4,6 +4,8 @@
  * and restarts it with backoff when it dies or hangs. Jobs call `generate`;
  * everything else (queue, history) lives in other services.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { RuntimeStatus, Settings } from '../../../shared/contract';
 import { AtelierError } from '../../../shared/errors';
 import { missingModules, provision, readyPython, type ProvisionProgress } from './provision';
@@ -48,6 +50,9 @@ export interface GenerateResult {
 }
 
 const MAX_BACKOFF_MS = 30000;
+const NOT_INSTALLED = 'The Python runtime is not installed. Run setup from Settings → Runtime or `npm run setup`.';
+/** The provisioned venv vanished after a worker had run from it (deleted by hand, a cleaner, a moved cache). */
+const RUNTIME_GONE = 'The Python runtime is gone: its folder was deleted or moved while Atelier ran. Open Settings → Runtime and press Install (or run `npm run setup`), then try again.';
 
 export class RuntimeService {
   private worker: WorkerProcess | null = null;
@@ -62,6 +67,8 @@ export class RuntimeService {
   private restartTimer: NodeJS.Timeout | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
   private disposed = false;
+  /** A worker said hello once: a runtime missing now was deleted, not never installed. */
+  private hadWorker = false;
   private log: (line: string) => void;
 
   constructor(private opts: RuntimeOptions) {
@@ -100,6 +107,16 @@ export class RuntimeService {
     const chosen = this.opts.pythonOverride || this.opts.settings().pythonPath;
     if (chosen) return chosen;
     return readyPython(this.opts);
+  }
+
+  /** Why the interpreter chosen by hand (ATELIER_PYTHON, Settings) cannot run because it is not there; null when it is. */
+  private missingInterpreter(python: string): string | null {
+    // (a bare name like `python3` is looked up on PATH by the spawn: nothing to check here)
+    if (!path.isAbsolute(python) || fs.existsSync(python)) return null;
+    const fix = this.opts.pythonOverride
+      ? 'Point ATELIER_PYTHON at a working interpreter, or unset it to let Atelier use its own runtime.'
+      : 'Choose another in Settings → Runtime, or clear it to let Atelier use its own runtime.';
+    return `The Python interpreter ${python} is gone (deleted or moved). ${fix}`;
   }
 
   // ------------------------------------------------------------- provisioning
@@ -142,7 +159,7 @@ export class RuntimeService {
       if (this.opts.autoProvision) {
         await this.provision().catch(() => {});
       } else {
-        this.setState('not_installed', 'The Python runtime is not installed. Run setup from Settings → Runtime or `npm run setup`.');
+        this.setState('not_installed', NOT_INSTALLED);
         return;
       }
     }
@@ -162,8 +179,17 @@ export class RuntimeService {
     }
     const python = this.interpreter();
     if (!python) {
-      this.setState('not_installed', 'The Python runtime is not installed. Run setup from Settings → Runtime or `npm run setup`.');
-      throw new AtelierError('RUNTIME_UNAVAILABLE', 'The Python runtime is not installed yet: open Settings → Runtime and press Install, or run `npm run setup`.');
+      this.setState('not_installed', this.hadWorker ? RUNTIME_GONE : NOT_INSTALLED);
+      throw new AtelierError(
+        'RUNTIME_UNAVAILABLE',
+        this.hadWorker ? RUNTIME_GONE : 'The Python runtime is not installed yet: open Settings → Runtime and press Install, or run `npm run setup`.',
+      );
+    }
+    // Spawning a path that is not there fails with a bare ENOENT: say what happened instead.
+    const missing = this.missingInterpreter(python);
+    if (missing) {
+      this.setState('failed', missing);
+      throw new AtelierError('RUNTIME_UNAVAILABLE', missing);
     }
     this.starting = this.spawn(python).finally(() => {
       this.starting = null;
@@ -187,6 +213,7 @@ export class RuntimeService {
     try {
       const hello = await worker.hello;
       this.helloInfo = hello;
+      this.hadWorker = true;
       this.consecutiveFailures = 0;
       const dev = hello.devices[0];
       this.setState('ready', `Ready on ${dev ? dev.name : hello.device}${dev?.vram_mb ? ` (${Math.round(dev.vram_mb / 1024)} GB)` : ''}.`);
@@ -240,7 +267,17 @@ export class RuntimeService {
     this.consecutiveFailures++;
     this.restarts++;
     const python = this.interpreter();
-    if (!python) return;
+    if (!python) {
+      // The venv went away under the worker (a repair removes it on purpose and reports its own progress).
+      if (!this.provisioning) this.setState('not_installed', RUNTIME_GONE);
+      return;
+    }
+    const missing = this.missingInterpreter(python);
+    if (missing) {
+      // No restart loop on an interpreter that is not there; the next job tries again (it may be back).
+      this.setState('failed', missing);
+      return;
+    }
     if (this.consecutiveFailures > 5) {
       this.setState('failed', `The Python worker keeps failing (last: ${signal ?? `code ${code}`}). See the log, or Repair the runtime.`);
       return;

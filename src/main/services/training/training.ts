@@ -366,7 +366,8 @@ export class TrainingService {
       } else if (error.code === 'RUNTIME_CRASHED' && (this.autoResumes.get(j.id) ?? 0) < (this.opts.maxAutoResumes ?? 2)) {
         this.autoResumes.set(j.id, (this.autoResumes.get(j.id) ?? 0) + 1);
         j.state = 'queued';
-        j.message = `The worker stopped (${error.message}). Resuming from step ${j.checkpointStep}…`;
+        // The crash message ends with a generation's "Your job failed…"; this job goes on by itself.
+        j.message = `${error.message.replace(/\s*Your job failed;[^.]*\.\s*$/, '')} Resuming from step ${j.checkpointStep}…`;
       } else {
         j.state = 'failed';
         j.error = error;
