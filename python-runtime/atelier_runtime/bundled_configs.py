@@ -29,6 +29,8 @@ import json
 import sys
 from pathlib import Path
 
+from .tokenizer import _bytes_to_unicode
+
 # sha256 of the BPE file the committed vocabulary was derived from (open_clip_torch 3.3.0).
 BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 
@@ -40,24 +42,11 @@ BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 # --------------------------------------------------------------------------- tokenizer
 
 
-def _bytes_to_unicode() -> list[str]:
-    """CLIP's byte-level alphabet, in CLIP's order (printable bytes first, then the rest)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def clip_vocab_from_bpe(bpe_gz: bytes) -> tuple[dict[str, int], list[str]]:
     """(vocab, merge lines) as CLIP's SimpleTokenizer builds them: 49,408 tokens, 48,894 merges."""
     lines = gzip.decompress(bpe_gz).decode("utf-8").split("\n")
     merges = lines[1 : 49152 - 256 - 2 + 1]  # the first line is a header
-    alphabet = _bytes_to_unicode()
+    alphabet = list(_bytes_to_unicode().values())  # CLIP's byte alphabet, in CLIP's order
     tokens = alphabet + [c + "</w>" for c in alphabet]
     tokens += ["".join(m.split()) for m in merges]
     tokens += [BOS, EOS]
