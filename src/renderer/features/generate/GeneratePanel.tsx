@@ -8,7 +8,8 @@ import { BATCH_MODES, planBatch, planSummary, type BatchMode } from './batch';
 import { SizePresetSelect } from './SizePresetSelect';
 import { LORA_WEIGHT_MAX, LORA_WEIGHT_MIN } from './slice';
 import { PromptTools } from './PromptTools';
-import { generationPresets, PRESET_LABEL, type PresetName } from '../../../shared/presets';
+import { PRESET_LABEL, type PresetName } from '../../../shared/presets';
+import { useChosenModelPresets } from './usePresets';
 import { readDroppedImage } from '../../app/recall';
 
 function Field({ label, error, children, hint }: { label: string; error?: string; hint?: string; children: React.ReactNode }) {
@@ -251,15 +252,8 @@ function CloudSection() {
 
 /** Preview / standard / quality for the chosen model on this device (Settings edits them). */
 function PresetPicker() {
-  const settings = useStore((s) => s.settings);
-  const runtime = useStore((s) => s.runtime);
-  const models = useStore((s) => s.models);
   const form = useStore((s) => s.form);
-  const m = models.find((x) => x.id === form.modelId);
-  const presets = useMemo(
-    () => generationPresets(runtime?.devices.find((d) => d.kind === 'cuda') ?? null, m?.family ?? 'sd15', m?.nativeSize ?? null, settings?.presetOverrides ?? {}),
-    [runtime?.devices, m?.family, m?.nativeSize, settings?.presetOverrides],
-  );
+  const { presets } = useChosenModelPresets();
   const current = presets.find((p) => p.steps === form.steps && p.sampler === form.sampler && p.width === form.width && p.height === form.height);
   return (
     <div className="preset-picker" role="group" aria-label="Preset">

@@ -5,7 +5,8 @@ import { parseBlockedTerms } from '../../../shared/prompts';
 import { useStore } from '../../app/store';
 import { client } from '../../lib/client';
 import { formatBytes, formatEta } from '../models/format';
-import { generationPresets, PRESET_LABEL, PRESET_NAMES, type PresetName } from '../../../shared/presets';
+import { PRESET_LABEL, PRESET_NAMES, type PresetName } from '../../../shared/presets';
+import { useChosenModelPresets } from '../generate/usePresets';
 
 function RuntimeSection() {
   const runtime = useStore((s) => s.runtime);
@@ -330,19 +331,15 @@ function Downloads() {
 /** Preview / standard / quality for the chosen model on this device; steps and sampler editable. */
 function PresetsSection() {
   const settings = useStore((s) => s.settings);
-  const runtime = useStore((s) => s.runtime);
-  const models = useStore((s) => s.models);
-  const modelId = useStore((s) => s.form.modelId);
+  const { model: m, gpuName, presets } = useChosenModelPresets();
   if (!settings) return null;
-  const m = models.find((x) => x.id === modelId);
-  const presets = generationPresets(runtime?.devices.find((d) => d.kind === 'cuda') ?? null, m?.family ?? 'sd15', m?.nativeSize ?? null, settings.presetOverrides);
   const edit = (name: PresetName, patch: { steps?: number; sampler?: Sampler }) =>
     void useStore.getState().updateSettings({ presetOverrides: { ...settings.presetOverrides, [name]: { ...settings.presetOverrides[name], ...patch } } });
   return (
     <section className="settings-section" aria-label="Presets">
       <h2>Generation presets</h2>
       <p className="muted">
-        For {m ? m.name : 'the chosen model'} on {runtime?.devices.find((d) => d.kind === 'cuda')?.name ?? 'this CPU'}: sizes stay at the model’s native {presets[0].width} px; memory mode {presets[0].memoryMode}. Edit the steps and sampler of each.
+        For {m ? m.name : 'the chosen model'} on {gpuName ?? 'this CPU'}: sizes stay at the model’s native {presets[0].width} px; memory mode {presets[0].memoryMode}. Edit the steps and sampler of each.
       </p>
       <table className="models-table presets-table">
         <thead>
