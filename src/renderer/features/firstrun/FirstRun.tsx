@@ -113,10 +113,8 @@ export function FirstRun() {
               className="choice"
               onSubmit={async (e) => {
                 e.preventDefault();
-                const d = folder.trim();
-                if (!d) return;
                 setBusy(true);
-                if (await s().updateSettings({ modelDirs: [...settings.modelDirs.filter((x) => x !== d), d] })) setFolder('');
+                if (await s().addModelDir(folder)) setFolder('');
                 setBusy(false);
               }}
             >

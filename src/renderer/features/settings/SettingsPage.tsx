@@ -104,7 +104,7 @@ function ModelsSection() {
         {dirs.map((d) => (
           <li key={d}>
             <code>{d}</code>
-            <button type="button" className="icon small" aria-label={`Remove ${d}`} onClick={() => useStore.getState().updateSettings({ modelDirs: dirs.filter((x) => x !== d) })}>
+            <button type="button" className="icon small" aria-label={`Remove ${d}`} onClick={() => void useStore.getState().removeModelDir(d)}>
               ✕
             </button>
           </li>
@@ -114,8 +114,7 @@ function ModelsSection() {
         className="seed-row"
         onSubmit={async (e) => {
           e.preventDefault();
-          const d = dir.trim();
-          if (d && !dirs.includes(d) && (await useStore.getState().updateSettings({ modelDirs: [...dirs, d] }))) setDir('');
+          if (await useStore.getState().addModelDir(dir)) setDir('');
         }}
       >
         <input name="modelDir" placeholder="/path/to/models" value={dir} onChange={(e) => setDir(e.target.value)} />

@@ -10,6 +10,9 @@ export interface SettingsSlice {
   appInfo: AppInfo | null;
   loadSettings(): Promise<void>;
   updateSettings(patch: SettingsPatch): Promise<boolean>;
+  /** Watch one more models folder (used in place); true when it is in the list afterwards. */
+  addModelDir(dir: string): Promise<boolean>;
+  removeModelDir(dir: string): Promise<boolean>;
   setRuntime(status: RuntimeStatus): void;
   loadModels(rescan?: boolean): Promise<void>;
   provisionRuntime(repair: boolean): Promise<void>;
@@ -50,6 +53,14 @@ export const createSettingsSlice: SliceCreator<SettingsSlice> = (set, get) => ({
       return false;
     }
   },
+  addModelDir: async (dir) => {
+    const d = dir.trim();
+    const dirs = get().settings?.modelDirs ?? [];
+    if (!d) return false;
+    if (dirs.includes(d)) return true;
+    return get().updateSettings({ modelDirs: [...dirs, d] });
+  },
+  removeModelDir: async (dir) => get().updateSettings({ modelDirs: (get().settings?.modelDirs ?? []).filter((x) => x !== dir) }),
   setRuntime: (runtime) => set({ runtime }),
   loadModels: async (rescan = false) => {
     const models = await client.call(rescan ? 'models.rescan' : 'models.list');
