@@ -27,10 +27,8 @@ import { createServices, type Services } from '../../src/main/services';
 import { memoryBackend } from '../../src/main/services/settings/settings';
 import { PNG_SIGNATURE, pngChunk, solidPng } from '../../src/main/lib/png';
 import { heartPng, makePng, tmpDir } from '../helpers';
+import { python, ROOT } from './python';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const DEFAULT_PYTHON = '/root/.cache/atelier/python/venv-76143c2dd8fa0ea5/bin/python';
-const PYTHON = [process.env.ATELIER_PYTHON, DEFAULT_PYTHON].find((p): p is string => !!p && fs.existsSync(p)) ?? null;
 const HAS_FIFO = process.platform !== 'win32';
 
 const KB100 = 'x'.repeat(100_000);
@@ -404,7 +402,7 @@ beforeAll(async () => {
     settingsBackend: memoryBackend({}),
     shell: 'web',
     version: 'test',
-    pythonOverride: PYTHON ?? undefined,
+    pythonOverride: python(),
     log: () => {},
   });
   const demo = services.models.list().find((m) => m.source === 'embedded' && m.kind === 'checkpoint');
@@ -1172,7 +1170,7 @@ describe('ids that name nothing, or try to be something else', () => {
   });
 });
 
-describe.skipIf(!PYTHON)('what only the Python worker can tell (real worker, embedded demo model)', () => {
+describe('what only the Python worker can tell (real worker, embedded demo model)', () => {
   it('garbage pixel data and LoRAs that fit by their keys but not the model: a failed job or a refusal with the field, nothing saved', async () => {
     await services.runtime.ensureStarted();
     await refused('worker', 'canvas.canny of an asset whose pixel data is garbage', 'canvas.canny', { image: F.garbageAsset }, 'BAD_REQUEST', /image .*could not be decoded|not an image file/);

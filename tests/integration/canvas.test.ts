@@ -11,13 +11,10 @@ import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GenerateParams, type GenerateParamsInput } from '../../src/shared/contract';
 import { createServices, type Services } from '../../src/main/services';
-import { defaultCacheRoot, readyPython } from '../../src/main/services/runtime/provision';
+import { python, ROOT, RUNTIME } from './python';
 import { memoryBackend } from '../../src/main/services/settings/settings';
 import { tmpDir } from '../helpers';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const RUNTIME = path.join(ROOT, 'python-runtime');
-const python = () => process.env.ATELIER_PYTHON || readyPython({ runtimeDir: RUNTIME, cacheRoot: defaultCacheRoot() })!;
 
 let services: Services;
 let modelId: string;

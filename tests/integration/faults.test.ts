@@ -26,25 +26,19 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { GenerateParams, TrainingConfig, type GenerateParamsInput, type Job, type JobProgress, type RuntimeStatus, type TrainingJob, type TrainingProgress } from '../../src/shared/contract';
 import { createServices, type Services, type ServicesOptions } from '../../src/main/services';
 import { envKeyStore } from '../../src/main/services/cloud/keystore';
-import { defaultCacheRoot, lockHash, readyPython, venvDir, venvPython } from '../../src/main/services/runtime/provision';
+import { lockHash, venvDir, venvPython } from '../../src/main/services/runtime/provision';
+import { python, ROOT, RUNTIME } from './python';
 import { memoryBackend } from '../../src/main/services/settings/settings';
 import { TEMP_MARK } from '../../src/main/lib/fsx';
 import { FakeOpenAI } from '../fake-openai';
 import { heartPng, tmpDir, waitFor } from '../helpers';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const RUNTIME = path.join(ROOT, 'python-runtime');
 const KEY = 'sk-test-Atelier-faults-0123456789abcdef';
 /** One intra-op thread in every worker: the machine's cores are shared (see embedded/common.py). */
 const WORKER_ENV = { OMP_NUM_THREADS: '1', ATELIER_TRAIN_THREADS: process.env.ATELIER_TRAIN_THREADS || '1' };
 /** The smallest training that still checkpoints a few times before it ends. */
 const TRAIN = { steps: 10, batch: 1, lr: 1e-4, rank: 4, alpha: 4, resolution: 64, checkpointEvery: 3, sampleEvery: 0 };
 
-function python(): string {
-  const py = process.env.ATELIER_PYTHON || readyPython({ runtimeDir: RUNTIME, cacheRoot: defaultCacheRoot() });
-  if (!py) throw new Error('The Python runtime is not provisioned: run `npm run setup` first.');
-  return py;
-}
 
 // ------------------------------------------------------------------ figures
 

@@ -18,26 +18,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { GenerateParamsInput, Job, JobProgress } from '../../src/shared/contract';
 import { createServices, type Services } from '../../src/main/services';
-import { defaultCacheRoot, readyPython } from '../../src/main/services/runtime/provision';
+import { python, ROOT } from './python';
 import { memoryBackend } from '../../src/main/services/settings/settings';
 import { startWebServer, type WebServer } from '../../src/main/web/server';
 import { tmpDir } from '../helpers';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const JOBS = Number(process.env.LOAD_JOBS) || 500;
 const WARMUP = 20;
 const TOKEN = 'load-test-token-0123456789abcdef';
 /** Allowed RSS growth after the warm-up, for the app and for the worker (see the test for why). */
 const MAX_GROWTH_MB = 100;
 
-function python(): string {
-  const py =
-    process.env.ATELIER_PYTHON ||
-    readyPython({ runtimeDir: path.join(ROOT, 'python-runtime'), cacheRoot: defaultCacheRoot() }) ||
-    '/root/.cache/atelier/python/venv-76143c2dd8fa0ea5/bin/python';
-  if (!fs.existsSync(py)) throw new Error('The Python runtime is not provisioned: run `npm run setup` first.');
-  return py;
-}
 
 /** A full collection, so the RSS we read is what is live, not garbage waiting for the next GC. */
 function collect(): void {

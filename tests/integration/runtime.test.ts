@@ -12,18 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GenerateParamsInput, Job } from '../../src/shared/contract';
 import { GenerateParams } from '../../src/shared/contract';
 import { createServices, type Services } from '../../src/main/services';
-import { defaultCacheRoot, readyPython } from '../../src/main/services/runtime/provision';
+import { python, ROOT, RUNTIME } from './python';
 import { memoryBackend } from '../../src/main/services/settings/settings';
 import { tmpDir, waitFor } from '../helpers';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const RUNTIME = path.join(ROOT, 'python-runtime');
 
-function python(): string {
-  const py = process.env.ATELIER_PYTHON || readyPython({ runtimeDir: RUNTIME, cacheRoot: defaultCacheRoot() });
-  if (!py) throw new Error('The Python runtime is not provisioned: run `npm run setup` first.');
-  return py;
-}
 
 let services: Services;
 let modelsDir: string;

@@ -5,13 +5,11 @@
  * tests/e2e/cloud.spec.ts) search every file the app wrote for the key.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { childEnv, isSecretEnvName } from '../../src/main/lib/env';
-import { defaultCacheRoot, readyPython } from '../../src/main/services/runtime/provision';
+import { python, RUNTIME } from './python';
 import { WorkerProcess } from '../../src/main/services/runtime/worker';
 
-const RUNTIME = path.resolve(__dirname, '..', '..', 'python-runtime');
 const KEY = 'sk-proj-secret-for-the-env-test-0123456789abcdef';
 const TOKEN = 'web-token-for-the-env-test-0123456789';
 let worker: WorkerProcess | null = null;
@@ -33,13 +31,11 @@ describe('secrets never reach child processes', () => {
   });
 
   it.runIf(process.platform === 'linux')('the real worker’s environment holds neither the key nor the token', async () => {
-    const python = process.env.ATELIER_PYTHON || readyPython({ runtimeDir: RUNTIME, cacheRoot: defaultCacheRoot() });
-    if (!python) throw new Error('The Python runtime is not provisioned: run `npm run setup` first.');
     const saved = { key: process.env.OPENAI_API_KEY, token: process.env.ATELIER_TOKEN };
     process.env.OPENAI_API_KEY = KEY;
     process.env.ATELIER_TOKEN = TOKEN;
     try {
-      worker = new WorkerProcess({ python, runtimeDir: RUNTIME });
+      worker = new WorkerProcess({ python: python(), runtimeDir: RUNTIME });
     } finally {
       if (saved.key === undefined) delete process.env.OPENAI_API_KEY;
       else process.env.OPENAI_API_KEY = saved.key;

@@ -10,19 +10,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GenerateParams, TrainingConfig } from '../../src/shared/contract';
 import { createServices, type Services } from '../../src/main/services';
-import { defaultCacheRoot, readyPython } from '../../src/main/services/runtime/provision';
+import { python, ROOT } from './python';
 import { memoryBackend } from '../../src/main/services/settings/settings';
 import { readSafetensorsHeader } from '../../src/main/services/models/safetensors';
 import { heartPng, tmpDir, waitFor } from '../helpers';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const RUNTIME = path.join(ROOT, 'python-runtime');
 
-function python(): string {
-  const py = process.env.ATELIER_PYTHON || readyPython({ runtimeDir: RUNTIME, cacheRoot: defaultCacheRoot() });
-  if (!py) throw new Error('The Python runtime is not provisioned: run `npm run setup` first.');
-  return py;
-}
 
 let services: Services;
 const BACKGROUNDS: [number, number, number][] = [
