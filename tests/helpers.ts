@@ -44,6 +44,31 @@ export function heartPng(bg: [number, number, number], cx = 32, cy = 32, r = 18)
   });
 }
 
+/**
+ * A small LoRA dataset of four hearts on four backgrounds, captioned "a pink heart", added through
+ * the datasets service (the fault drills' training data). Returns the dataset id.
+ */
+export function addHeartDataset(datasets: {
+  create(name: string, trigger: string): { id: string };
+  addFiles(id: string, files: { name: string; data: string }[]): unknown;
+}): string {
+  const backgrounds: [number, number, number][] = [
+    [40, 80, 220],
+    [40, 170, 70],
+    [240, 210, 40],
+    [20, 20, 20],
+  ];
+  const ds = datasets.create('Hearts', 'atlrheart');
+  datasets.addFiles(
+    ds.id,
+    backgrounds.flatMap((bg, i) => [
+      { name: `heart-${i}.png`, data: heartPng(bg, 26 + (i % 3) * 6, 30, 16).toString('base64') },
+      { name: `heart-${i}.txt`, data: Buffer.from('a pink heart').toString('base64') },
+    ]),
+  );
+  return ds.id;
+}
+
 /** Resolves once `pred()` holds (polled every 20 ms); rejects with "timed out" after `ms`. */
 export function waitFor(pred: () => boolean, ms = 60000): Promise<void> {
   const until = Date.now() + ms;

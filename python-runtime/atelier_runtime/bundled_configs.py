@@ -91,14 +91,11 @@ _SD_VAE = {
 
 _SDXL_VAE = {**_SD_VAE, "sample_size": 1024, "scaling_factor": 0.13025, "force_upcast": True}
 
-_SD15_UNET = {
+# What both reference UNets share (the SD 1.x layout); each family adds its own blocks and widths.
+_UNET_COMMON = {
     "_class_name": "UNet2DConditionModel",
     "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
     "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
     "downsample_padding": 1,
     "flip_sin_to_cos": True,
     "freq_shift": 0,
@@ -108,30 +105,27 @@ _SD15_UNET = {
     "norm_eps": 1e-05,
     "norm_num_groups": 32,
     "out_channels": 4,
+}
+
+_SD15_UNET = {
+    **_UNET_COMMON,
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "cross_attention_dim": 768,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
     "sample_size": 64,
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
 }
 
 _SDXL_UNET = {
-    "_class_name": "UNet2DConditionModel",
-    "act_fn": "silu",
+    **_UNET_COMMON,
     "addition_embed_type": "text_time",
     "addition_embed_type_num_heads": 64,
     "addition_time_embed_dim": 256,
     "attention_head_dim": [5, 10, 20],
     "block_out_channels": [320, 640, 1280],
-    "center_input_sample": False,
     "cross_attention_dim": 2048,
     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
     "projection_class_embeddings_input_dim": 2816,
     "sample_size": 128,
     "transformer_layers_per_block": [1, 2, 10],

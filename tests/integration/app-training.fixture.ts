@@ -6,7 +6,7 @@ import path from 'node:path';
 import { TrainingConfig } from '../../src/shared/contract';
 import { createServices } from '../../src/main/services';
 import { memoryBackend } from '../../src/main/services/settings/settings';
-import { heartPng } from '../helpers';
+import { addHeartDataset } from '../helpers';
 
 const [dataDir, modelsDir, python, configJson] = process.argv.slice(2);
 const services = createServices({
@@ -21,20 +21,7 @@ const services = createServices({
 });
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const model = services.models.list().find((m) => m.name === 'tiny-sd15' && m.format === 'diffusers')!;
-const backgrounds: [number, number, number][] = [
-  [40, 80, 220],
-  [40, 170, 70],
-  [240, 210, 40],
-  [20, 20, 20],
-];
-const ds = services.datasets.create('Hearts', 'atlrheart');
-services.datasets.addFiles(
-  ds.id,
-  backgrounds.flatMap((bg, i) => [
-    { name: `heart-${i}.png`, data: heartPng(bg, 26 + (i % 3) * 6, 30, 16).toString('base64') },
-    { name: `heart-${i}.txt`, data: Buffer.from('a pink heart').toString('base64') },
-  ]),
-);
+const datasetId = addHeartDataset(services.datasets);
 let checkpoint = 0;
 services.hub.subscribe((name, payload) => {
   if (name === 'training.progress') say(`step ${(payload as { step: number }).step}`);
@@ -46,6 +33,6 @@ services.hub.subscribe((name, payload) => {
 });
 void services.runtime.ensureStarted().then(() => {
   say(`worker ${services.runtime.workerPid}`);
-  const job = services.training.start({ name: 'drill', datasetId: ds.id, modelId: model.id, config: TrainingConfig.parse(JSON.parse(configJson)) });
+  const job = services.training.start({ name: 'drill', datasetId, modelId: model.id, config: TrainingConfig.parse(JSON.parse(configJson)) });
   say(`job ${job.id}`);
 });

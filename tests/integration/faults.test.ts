@@ -31,7 +31,7 @@ import { python, ROOT, RUNTIME } from './python';
 import { memoryBackend } from '../../src/main/services/settings/settings';
 import { TEMP_MARK } from '../../src/main/lib/fsx';
 import { FakeOpenAI } from '../fake-openai';
-import { heartPng, tmpDir, waitFor } from '../helpers';
+import { addHeartDataset, tmpDir, waitFor } from '../helpers';
 
 const KEY = 'sk-test-Atelier-faults-0123456789abcdef';
 /** One intra-op thread in every worker: the machine's cores are shared (see embedded/common.py). */
@@ -174,24 +174,6 @@ function writeWrapper(file: string): void {
 
 function isMount(dir: string): boolean {
   return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === dir);
-}
-
-function makeDataset(s: Services): string {
-  const backgrounds: [number, number, number][] = [
-    [40, 80, 220],
-    [40, 170, 70],
-    [240, 210, 40],
-    [20, 20, 20],
-  ];
-  const ds = s.datasets.create('Hearts', 'atlrheart');
-  s.datasets.addFiles(
-    ds.id,
-    backgrounds.flatMap((bg, i) => [
-      { name: `heart-${i}.png`, data: heartPng(bg, 26 + (i % 3) * 6, 30, 16).toString('base64') },
-      { name: `heart-${i}.txt`, data: Buffer.from('a pink heart').toString('base64') },
-    ]),
-  );
-  return ds.id;
 }
 
 // ------------------------------------------------------------------ the checker
@@ -396,7 +378,7 @@ describe('faults', () => {
   it('SIGKILL the worker mid-training: it resumes from its last checkpoint', async () => {
     const row = fault('worker SIGKILL mid-training', `SIGKILL to the worker as the first checkpoint (step ${TRAIN.checkpointEvery} of ${TRAIN.steps}) is reported`);
     const s = main.services;
-    const datasetId = makeDataset(s);
+    const datasetId = addHeartDataset(s.datasets);
     const progress: number[] = [];
     let killedAt = 0;
     let before: (TrainingJob & { lossHistory: [number, number][] }) | null = null;

@@ -9,8 +9,6 @@ import { pathToFileURL } from 'node:url';
 import { CSP } from '../lib/csp';
 import { atelierFileFor, type LibraryFiles } from './security';
 
-export { isAppUrl, RENDERER_URL } from './security';
-
 export function registerAtelierProtocol(rendererDir: string, library: LibraryFiles): void {
   protocol.handle('atelier', async (request) => {
     if (request.method !== 'GET' && request.method !== 'HEAD') return new Response('Method not allowed', { status: 405 });

@@ -5,7 +5,7 @@
  * it answers with a reason a person understands.
  */
 
-import zlib from 'node:zlib';
+import { pngChecksumError } from './pngchunks';
 
 export type ImageFormat = 'png' | 'jpeg' | 'webp' | 'bmp' | 'gif';
 export type ImageInfo = { ok: true; format: ImageFormat; width: number; height: number } | { ok: false; reason: string };
@@ -103,24 +103,6 @@ export function imageInfo(b: Buffer): ImageInfo {
   if (b.length >= 2 && b.toString('latin1', 0, 2) === 'BM') return bmp(b);
   if (b.length >= 6 && /^GIF8[79]a/.test(b.toString('latin1', 0, 6))) return { ok: false, reason: 'a GIF: convert it to PNG to train on it' };
   return { ok: false, reason: describeUnknown(b) };
-}
-
-/**
- * Why a PNG (whose chunks `imageInfo` walked) is damaged inside a chunk: the first chunk whose
- * CRC-32 does not match its bytes, or null when every chunk up to IEND checks out. Decoders
- * (libpng, Pillow) refuse such files; checking costs one pass over the bytes, no decoding.
- */
-export function pngChecksumError(b: Buffer): string | null {
-  let off = 8;
-  while (off + 12 <= b.length) {
-    const len = b.readUInt32BE(off);
-    if (off + 12 + len > b.length) return null; // truncation is imageInfo's to report
-    const type = b.toString('latin1', off + 4, off + 8);
-    if (zlib.crc32(b.subarray(off + 4, off + 8 + len)) !== b.readUInt32BE(off + 8 + len)) return `a damaged PNG (its ${JSON.stringify(type)} chunk fails its checksum)`;
-    if (type === 'IEND') return null;
-    off += 12 + len;
-  }
-  return null;
 }
 
 /** Vet an image for training at `minSide` (the short side must be at least half the training resolution). */

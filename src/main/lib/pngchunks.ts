@@ -30,6 +30,25 @@ function* chunks(png: Buffer): Generator<RawChunk> {
   }
 }
 
+/**
+ * Why a PNG is damaged inside a chunk: the first chunk whose CRC-32 does not match its bytes, or
+ * null when every chunk up to IEND checks out (truncation and a missing signature are
+ * imageinfo's to report). Decoders (libpng, Pillow) refuse such files; checking costs one pass
+ * over the bytes, no decoding.
+ */
+export function pngChecksumError(png: Buffer): string | null {
+  try {
+    for (const c of chunks(png)) {
+      const end = c.start + 8 + c.data.length;
+      if (zlib.crc32(png.subarray(c.start + 4, end)) !== png.readUInt32BE(end)) return `a damaged PNG (its ${JSON.stringify(c.type)} chunk fails its checksum)`;
+    }
+  } catch (err) {
+    if (err instanceof PngFormatError) return null;
+    throw err;
+  }
+  return null;
+}
+
 /** Text chunks as key → text (the first of each key wins). Throws PngFormatError on what is not a PNG. */
 export function readPngText(png: Buffer, maxInflate = 16 * 1024 * 1024): Record<string, string> {
   const out: Record<string, string> = {};

@@ -35,9 +35,8 @@ function badTensor(t: unknown): string | null {
   if (!Array.isArray(shape) || !shape.every(isCount)) return 'has no valid shape';
   if (!Array.isArray(off) || off.length !== 2 || !isCount(off[0]) || !isCount(off[1]) || off[0] > off[1]) return 'has no valid data offsets';
   const bytes = DTYPE_BYTES[dtype];
-  if (bytes !== undefined && shape.reduce((a: number, b: number) => a * b, 1) * bytes !== off[1] - off[0]) {
-    return `holds ${off[1] - off[0]} bytes, but its shape [${shape.join(', ')}] of ${dtype} needs ${shape.reduce((a: number, b: number) => a * b, 1) * bytes}`;
-  }
+  const needed = bytes === undefined ? null : shape.reduce((a: number, b: number) => a * b, 1) * bytes;
+  if (needed !== null && needed !== off[1] - off[0]) return `holds ${off[1] - off[0]} bytes, but its shape [${shape.join(', ')}] of ${dtype} needs ${needed}`;
   return null;
 }
 
@@ -49,9 +48,11 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     fs.readSync(fd, head, 0, head.length, 0);
     if (size < 8) throw new NotSafetensorsError(`${sniffFileKind(head)} (only ${size} bytes)`);
     const len = Number(head.readBigUInt64LE(0));
+    // A JSON header after the length field: a safetensors file, if a damaged one.
+    const jsonHeader = head.length > 8 && head[8] === 0x7b;
     if (len < 2 || len > MAX_HEADER || 8 + len > size) {
-      // A JSON header after the length: a safetensors file whose length field lies (or that was cut off).
-      if (head.length > 8 && head[8] === 0x7b) throw new NotSafetensorsError(`a damaged safetensors file (its header claims ${len} bytes; the whole file has ${size})`);
+      // Its length field lies (or the file was cut off).
+      if (jsonHeader) throw new NotSafetensorsError(`a damaged safetensors file (its header claims ${len} bytes; the whole file has ${size})`);
       throw new NotSafetensorsError(sniffFileKind(head));
     }
     const buf = Buffer.alloc(len);
@@ -60,7 +61,7 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     try {
       json = JSON.parse(buf.toString('utf8'));
     } catch {
-      throw new NotSafetensorsError(head.length > 8 && head[8] === 0x7b ? 'a damaged safetensors file (its header is not valid JSON)' : sniffFileKind(head));
+      throw new NotSafetensorsError(jsonHeader ? 'a damaged safetensors file (its header is not valid JSON)' : sniffFileKind(head));
     }
     if (!json || typeof json !== 'object' || Array.isArray(json)) throw new NotSafetensorsError('a damaged safetensors file (its header is not a JSON object)');
     const { __metadata__, ...tensors } = json as { __metadata__?: unknown };
