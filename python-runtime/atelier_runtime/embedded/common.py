@@ -84,14 +84,20 @@ def build_vae():
     )
 
 
-def build_unet():
+# block widths per level (16x16, 8x8, 4x4 latent). "small": v1-v3 (1.74 M parameters, 0.21 s per
+# batch-32 step on 2 cores); "medium": v4 (4.1 M, 0.36 s), wider where the outline is drawn (the
+# 16x16 level had 32 channels for a star's points and a cross's arms).
+UNET_SIZES = {"small": (32, 64, 64), "medium": (64, 96, 96)}
+
+
+def build_unet(size: str = "small"):
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
         sample_size=SIZE // 4,
         in_channels=4,
         out_channels=4,
-        block_out_channels=(32, 64, 64),
+        block_out_channels=UNET_SIZES[size],
         layers_per_block=1,
         # attention at the 8x8 and 4x4 latent levels only (16x16 attention costs 2x on a CPU)
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),

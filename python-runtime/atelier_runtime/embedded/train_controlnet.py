@@ -18,7 +18,7 @@ import numpy as np
 
 from . import dataset as ds
 from .common import CONTROLNET_DIR, PIPELINE_DIR, WORK_DIR, build_scheduler, count, setup_torch
-from .train_unet import Captioner, cached_latents
+from .train_unet import Captioner, cached_latents, vae_tag
 
 
 def save(controlnet, out):
@@ -46,12 +46,13 @@ def main(argv=None):
     from transformers import CLIPTextModel, CLIPTokenizer
 
     pipe = Path(args.pipeline)
-    vae = AutoencoderKL.from_pretrained(WORK_DIR / "vae").eval()
+    # the pipeline's own VAE (its encoder is train_vae's, stored in fp16), as the UNet saw it with --base
+    vae = AutoencoderKL.from_pretrained(pipe / "vae", torch_dtype=torch.float32).eval()
     unet = UNet2DConditionModel.from_pretrained(pipe / "unet", torch_dtype=torch.float32).eval().requires_grad_(False)
     text_encoder = CLIPTextModel.from_pretrained(pipe / "text_encoder", torch_dtype=torch.float32).eval().requires_grad_(False)
     tokenizer = CLIPTokenizer.from_pretrained(pipe / "tokenizer")
     # the same cached training latents as the UNet (same images, same held-out pairs)
-    samples, _, lat_mean, lat_std = cached_latents(torch, vae, args.n_images, 2000 + args.seed, "train")
+    samples, _, lat_mean, lat_std = cached_latents(torch, vae, args.n_images, 2000 + args.seed, vae_tag(pipe))
     t0 = time.time()
     edges = np.stack([ds.canny_edges(s)[..., 0] for s in samples])  # N x 64 x 64 uint8
     edges = torch.from_numpy(edges)

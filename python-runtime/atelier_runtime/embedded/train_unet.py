@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from . import dataset as ds
-from .common import MAX_TOKENS, PIPELINE_DIR, WORK_DIR, build_scheduler, build_text_encoder, build_tokenizer, build_unet, count, setup_torch
+from .common import MAX_TOKENS, PIPELINE_DIR, WORK_DIR, build_scheduler, build_text_encoder, build_tokenizer, UNET_SIZES, build_unet, count, setup_torch
 
 
 def encode_latents(torch, vae, images, batch=256):
@@ -39,6 +39,14 @@ def encode_latents(torch, vae, images, batch=256):
             means.append(d.mean * sf)
             stds.append(d.std * sf)
     return torch.cat(means), torch.cat(stds)
+
+
+def vae_tag(folder: Path) -> str:
+    """A latent-cache tag for a pipeline folder's VAE: its weights' hash, so two folders with the same
+    VAE (every stage of one recipe) share the cache and a different VAE never reads stale latents."""
+    import hashlib
+
+    return "vae" + hashlib.sha256((folder / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:12]
 
 
 def cached_latents(torch, vae, n, seed, tag):
@@ -199,25 +207,45 @@ def main(argv=None):
                     help="extra loss weight on the latent pixels in and around the shape (0 = plain MSE)")
     ap.add_argument("--ckpt-dir", default=str(WORK_DIR / "unet_ckpt"))
     ap.add_argument("--resume", action="store_true", help="continue from CKPT_DIR/state.pt")
+    ap.add_argument("--base", default=None,
+                    help="a pipeline folder this script wrote: take its VAE and (frozen) text encoder instead of "
+                         "WORK/vae and the text-encoder phase")
+    ap.add_argument("--init-unet", action="store_true", help="with --base: also start the UNet from its weights (fine-tuning)")
+    ap.add_argument("--unet-size", choices=sorted(UNET_SIZES), default="small")
+    ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                    help="after the warmup: constant, or a cosine decay to 0 at --steps")
     ap.add_argument("--out", default=str(PIPELINE_DIR))
     args = ap.parse_args(argv)
 
     torch = setup_torch(args.seed)
-    from diffusers import AutoencoderKL, DDPMScheduler
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
 
-    vae = AutoencoderKL.from_pretrained(WORK_DIR / "vae").eval()
-    samples, _, lat_mean, lat_std = cached_latents(torch, vae, args.n_images, 2000 + args.seed, "train")
+    base = Path(args.base) if args.base else None
+    if args.init_unet and not base:
+        ap.error("--init-unet needs --base")
+    # a later stage reads its VAE and text encoder from an earlier stage's output folder (fp16
+    # weights, loaded as fp32), so the chain is reproducible from what that stage wrote
+    vae = AutoencoderKL.from_pretrained(base / "vae" if base else WORK_DIR / "vae", torch_dtype=torch.float32).eval()
+    samples, _, lat_mean, lat_std = cached_latents(torch, vae, args.n_images, 2000 + args.seed, vae_tag(base) if base else "train")
     print("latents", tuple(lat_mean.shape), "std", lat_mean.std().item(), flush=True)
 
     tokenizer = build_tokenizer()
     torch.manual_seed(args.seed)
-    unet = build_unet()
+    unet = build_unet(args.unet_size)
     torch.manual_seed(args.seed + 1)
     text_encoder = build_text_encoder(tokenizer)
     print("unet", count(unet), "text", count(text_encoder), flush=True)
-    text_acc = cached_text_encoder(torch, text_encoder, tokenizer, args.text_steps, args.seed)
+    if base:
+        if args.init_unet:
+            unet.load_state_dict(UNet2DConditionModel.from_pretrained(base / "unet", torch_dtype=torch.float32).state_dict())
+        text_encoder.load_state_dict(CLIPTextModel.from_pretrained(base / "text_encoder", torch_dtype=torch.float32).state_dict())
+        text_acc = {"from": str(base)}
+        print("VAE and text encoder from", base, "(and the UNet)" if args.init_unet else "", flush=True)
+    else:
+        text_acc = cached_text_encoder(torch, text_encoder, tokenizer, args.text_steps, args.seed)
     text_encoder.requires_grad_(False).eval()
-    ema_unet = build_unet()
+    ema_unet = build_unet(args.unet_size)
     ema_unet.load_state_dict(unet.state_dict())
     ema_unet.requires_grad_(False).eval()
     pairs = list(zip(unet.parameters(), ema_unet.parameters()))
@@ -230,8 +258,19 @@ def main(argv=None):
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     warm = 50
     # constant LR after warmup (+ EMA): the state after K steps does not depend on --steps, so a
-    # checkpoint at step K is exactly what `--steps K` produces
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    # checkpoint at step K is exactly what `--steps K` produces. Cosine: the decay to 0 is what a
+    # constant-LR run never gets (its weights keep jittering around the minimum at the full LR)
+    if args.lr_schedule == "cosine":
+        import math
+
+        def factor(s):
+            if s < warm:
+                return (s + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, args.steps - warm))))
+    else:
+        def factor(s):
+            return min(1.0, (s + 1) / warm)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     captioner = Captioner(torch, tokenizer, seed=args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     fg_map = foreground_weights(torch, samples, args.fg_weight) if args.fg_weight > 0 else None
@@ -300,8 +339,8 @@ def main(argv=None):
 
     total = time.time() - t0
     out = Path(args.out)
-    save_pipeline(ema_unet, text_encoder, tokenizer, shipped_vae(), out)
-    info = {"steps": args.steps, "batch": args.batch, "seconds": total, "final_loss": running, "text_encoder_heldout_accuracy": text_acc}
+    save_pipeline(ema_unet, text_encoder, tokenizer, vae if base else shipped_vae(), out)
+    info = {"base": args.base, "init_unet": args.init_unet, "unet_size": args.unet_size, "lr_schedule": args.lr_schedule, "lr": args.lr, "steps": args.steps, "batch": args.batch, "seconds": total, "final_loss": running, "text_encoder_heldout_accuracy": text_acc}
     (WORK_DIR / "unet_info.json").write_text(json.dumps(info, indent=1))
     print("saved", out, json.dumps(info), flush=True)
 
@@ -312,9 +351,10 @@ def export_checkpoint(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(PIPELINE_DIR))
     ap.add_argument("--ckpt-dir", default=str(WORK_DIR / "unet_ckpt"))
+    ap.add_argument("--base", default=None, help="the run's --base, whose VAE it used")
     args = ap.parse_args(argv)
     import torch
-    from diffusers import UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     ckpt = Path(args.ckpt_dir)
@@ -322,7 +362,7 @@ def export_checkpoint(argv=None):
         UNet2DConditionModel.from_pretrained(ckpt / "unet", torch_dtype=torch.float32),
         CLIPTextModel.from_pretrained(ckpt / "text_encoder", torch_dtype=torch.float32),
         build_tokenizer(),
-        shipped_vae(),
+        AutoencoderKL.from_pretrained(Path(args.base) / "vae", torch_dtype=torch.float32) if args.base else shipped_vae(),
         Path(args.out),
     )
     print("exported", (ckpt / "step.txt").read_text(), "->", args.out)
