@@ -12,7 +12,8 @@ Two phases:
 
     python -m atelier_runtime.embedded.train_unet [--steps N] [--seed 0]
 
-Needs WORK_DIR/vae from train_vae. Writes WORK_DIR/unet_ckpt (fp32 training state, EMA weights)
+Needs WORK_DIR/vae from train_vae, or --base (a pipeline folder an earlier run wrote: its VAE and
+text encoder, no text-encoder phase). Writes WORK_DIR/unet_ckpt (fp32 training state, EMA weights)
 and resources/models/atelier-shapes (fp16 safetensors; the shipped pipeline).
 """
 
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import time
 from pathlib import Path
 
 from . import dataset as ds
-from .common import MAX_TOKENS, PIPELINE_DIR, WORK_DIR, build_scheduler, build_text_encoder, build_tokenizer, UNET_SIZES, build_unet, count, setup_torch
+from .common import MAX_TOKENS, PIPELINE_DIR, WORK_DIR, build_scheduler, build_text_encoder, build_tokenizer, build_unet, count, setup_torch, UNET_SIZES
 
 
 def encode_latents(torch, vae, images, batch=256):
@@ -161,11 +163,15 @@ def foreground_weights(torch, samples, k):
     return 1.0 + k * lat[:, 0]
 
 
-def shipped_vae():
-    """The VAE whose decoder was fine-tuned (train_vae --phase decoder; the encoder, hence the latent
-    space, is unchanged), or the phase-1 VAE when that step was skipped."""
+def shipped_vae(base: Path | None = None):
+    """The VAE a run ships: its --base folder's, or else the one whose decoder was fine-tuned
+    (train_vae --phase decoder; the encoder, hence the latent space, is unchanged), or the phase-1
+    VAE when that step was skipped."""
+    import torch
     from diffusers import AutoencoderKL
 
+    if base is not None:
+        return AutoencoderKL.from_pretrained(base / "vae", torch_dtype=torch.float32).eval()
     ft = WORK_DIR / "vae_ft"
     return AutoencoderKL.from_pretrained(ft if ft.exists() else WORK_DIR / "vae").eval()
 
@@ -226,7 +232,7 @@ def main(argv=None):
         ap.error("--init-unet needs --base")
     # a later stage reads its VAE and text encoder from an earlier stage's output folder (fp16
     # weights, loaded as fp32), so the chain is reproducible from what that stage wrote
-    vae = AutoencoderKL.from_pretrained(base / "vae" if base else WORK_DIR / "vae", torch_dtype=torch.float32).eval()
+    vae = shipped_vae(base) if base else AutoencoderKL.from_pretrained(WORK_DIR / "vae").eval()
     samples, _, lat_mean, lat_std = cached_latents(torch, vae, args.n_images, 2000 + args.seed, vae_tag(base) if base else "train")
     print("latents", tuple(lat_mean.shape), "std", lat_mean.std().item(), flush=True)
 
@@ -260,16 +266,11 @@ def main(argv=None):
     # constant LR after warmup (+ EMA): the state after K steps does not depend on --steps, so a
     # checkpoint at step K is exactly what `--steps K` produces. Cosine: the decay to 0 is what a
     # constant-LR run never gets (its weights keep jittering around the minimum at the full LR)
-    if args.lr_schedule == "cosine":
-        import math
-
-        def factor(s):
-            if s < warm:
-                return (s + 1) / warm
+    def factor(s):
+        if args.lr_schedule == "cosine" and s >= warm:
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, args.steps - warm))))
-    else:
-        def factor(s):
-            return min(1.0, (s + 1) / warm)
+        return min(1.0, (s + 1) / warm)
+
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     captioner = Captioner(torch, tokenizer, seed=args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -354,7 +355,7 @@ def export_checkpoint(argv=None):
     ap.add_argument("--base", default=None, help="the run's --base, whose VAE it used")
     args = ap.parse_args(argv)
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
     ckpt = Path(args.ckpt_dir)
@@ -362,7 +363,7 @@ def export_checkpoint(argv=None):
         UNet2DConditionModel.from_pretrained(ckpt / "unet", torch_dtype=torch.float32),
         CLIPTextModel.from_pretrained(ckpt / "text_encoder", torch_dtype=torch.float32),
         build_tokenizer(),
-        AutoencoderKL.from_pretrained(Path(args.base) / "vae", torch_dtype=torch.float32) if args.base else shipped_vae(),
+        shipped_vae(Path(args.base) if args.base else None),
         Path(args.out),
     )
     print("exported", (ckpt / "step.txt").read_text(), "->", args.out)
